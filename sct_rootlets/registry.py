@@ -1,0 +1,133 @@
+"""The model registry: model cards (JSON) that say what a model is and where to get it.
+
+Cards ship in the package (`models/` in the source tree) and may be added per lab in `<home>/cards/*.json`
+(see `sct_rootlets.paths.rootlets_home`). Reading them imports nothing heavy, so `-list-models` and `-h` answer
+instantly.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Optional
+
+from sct_rootlets import paths
+from sct_rootlets.errors import ModelError
+from sct_rootlets.image import sct_orientation_to_axcodes
+
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model is (labels, orientation, contrasts, license, citation) and where its archive lives.
+
+    `sha256` is the archive's checksum when it is known in advance (models this project builds); for the
+    published releases it is None and the checksum seen at first install is recorded and enforced afterwards.
+    """
+    name: str
+    version: str
+    description: str
+    urls: tuple
+    sha256: Optional[str]
+    labels: dict
+    image_orientation: str
+    contrasts: tuple
+    license: str
+    citation: str
+    homepage: str = ""
+    default: bool = False
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str) -> "ModelCard":
+        """Build a card from parsed JSON, rejecting anything malformed with a message naming the file."""
+        required = ("name", "version", "description", "urls", "sha256", "labels", "image_orientation",
+                    "contrasts", "license", "citation")
+        missing = [key for key in required if key not in data]
+        if missing:
+            raise ModelError(f"Model card {source} lacks the field(s) {', '.join(missing)}.")
+        name, sha256, urls = data["name"], data["sha256"], data["urls"]
+        problems = []
+        if not isinstance(name, str) or not _NAME_PATTERN.match(name):
+            problems.append(f"name {name!r} must be letters, digits, '.', '_' or '-'")
+        if sha256 is not None and not (isinstance(sha256, str) and _SHA256_PATTERN.match(sha256)):
+            problems.append("sha256 must be null or 64 lowercase hex digits")
+        if not urls or not all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in urls):
+            problems.append("urls must be a non-empty list of http(s) addresses")
+        labels = data["labels"]
+        if not isinstance(labels, dict) or not all(isinstance(v, int) and 0 < v < 256 for v in labels.values()):
+            problems.append("labels must map names to values 1..255")
+        try:
+            sct_orientation_to_axcodes(str(data["image_orientation"]))
+        except ValueError:
+            problems.append(f"image_orientation {data['image_orientation']!r} is not an SCT orientation")
+        if problems:
+            raise ModelError(f"Model card {source} is invalid: {'; '.join(problems)}.")
+        fields = {key: data[key] for key in cls.__dataclass_fields__ if key in data}
+        fields.update(urls=tuple(urls), contrasts=tuple(data["contrasts"]))
+        return cls(**fields)
+
+    def to_dict(self) -> dict:
+        return {key: (list(value) if isinstance(value, tuple) else value)
+                for key, value in self.__dict__.items()}
+
+
+def _read_card(text: str, source: str) -> ModelCard:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"Model card {source} is not valid JSON ({exc.msg}, line {exc.lineno}).") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"Model card {source} must hold one JSON object.")
+    return ModelCard.from_dict(data, source)
+
+
+def _bundled_cards() -> list:
+    folder = resources.files("sct_rootlets.model_cards")
+    return [_read_card(entry.read_text(encoding="utf-8"), entry.name)
+            for entry in sorted(folder.iterdir(), key=lambda e: e.name) if entry.name.endswith(".json")]
+
+
+def _lab_cards() -> list:
+    folder = paths.cards_dir()
+    if not folder.is_dir():
+        return []
+    return [_read_card(path.read_text(encoding="utf-8"), str(path)) for path in sorted(folder.glob("*.json"))]
+
+
+def all_cards() -> dict:
+    """Every known card by name: the bundled ones, then the lab's own (a name may not be defined twice)."""
+    cards = {}
+    for card in _bundled_cards() + _lab_cards():
+        if card.name in cards:
+            raise ModelError(f"Model name {card.name!r} is defined by two model cards; rename one of them.")
+        cards[card.name] = card
+    return cards
+
+
+def get_card(name: str) -> ModelCard:
+    cards = all_cards()
+    if name not in cards:
+        raise ModelError(f"Unknown model {name!r}; known models: {', '.join(sorted(cards))} (see -list-models).")
+    return cards[name]
+
+
+def default_card() -> ModelCard:
+    defaults = [card for card in all_cards().values() if card.default]
+    if len(defaults) != 1:
+        raise ModelError(f"Exactly one model card must be marked default, found {len(defaults)}.")
+    return defaults[0]
+
+
+def card_for_archive(sha256: str, archive_name: str) -> Optional[ModelCard]:
+    """The card an archive belongs to: by its checksum, else by the file name of one of the card's URLs."""
+    cards = all_cards().values()
+    for card in cards:
+        if card.sha256 == sha256:
+            return card
+    for card in cards:
+        if any(Path(url.split("?")[0]).name == archive_name for url in card.urls):
+            return card
+    return None

@@ -1,0 +1,136 @@
+"""Segment rootlets in one or more images: the Python API behind `sct_deepseg_rootlets`.
+
+Everything a run can fail on before the network runs (inputs, outputs, model) is checked first, so a bad
+argument costs no inference time and leaves nothing behind.
+"""
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import nibabel as nib
+
+from sct_rootlets import __version__
+from sct_rootlets.atomic import atomic_paths
+from sct_rootlets.errors import OutputError
+from sct_rootlets.image import label_image_like, load_input_image, nifti_stem, NIFTI_EXTENSIONS
+from sct_rootlets.models import ResolvedModel, resolve_model
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_SUFFIX = "_rootlets"
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """Where one input's label map and its JSON sidecar go."""
+    input: Path
+    image: Path
+    sidecar: Path
+
+
+def default_output_path(input_path: Path) -> Path:
+    """`<folder>/<stem>_rootlets.nii.gz` beside the input (never `_seg`, which overwrote cord masks)."""
+    return input_path.parent / f"{nifti_stem(input_path)}{OUTPUT_SUFFIX}.nii.gz"
+
+
+def sidecar_path(image_path: Path) -> Path:
+    return image_path.parent / f"{nifti_stem(image_path)}.json"
+
+
+def _nearest_existing_folder(folder: Path) -> Path:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def _check_writable(folder: Path) -> None:
+    existing = _nearest_existing_folder(folder)
+    if not existing.is_dir():
+        raise OutputError(f"Output folder {folder} cannot be created: {existing} is not a folder.")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError:
+        raise OutputError(f"Output folder {folder} is not writable.") from None
+
+
+def plan_outputs(inputs: Sequence[Path], output: Optional[Path] = None, *, overwrite: bool = False) -> list:
+    """Output paths for each input, refusing collisions, overwrites of inputs, and unwritable folders."""
+    if output is not None and len(inputs) != 1:
+        raise OutputError(f"An output name (-o) needs exactly one input; {len(inputs)} were given.")
+    if output is not None and not str(output).endswith(NIFTI_EXTENSIONS):
+        raise OutputError(f"Output {output} must end with .nii.gz or .nii.")
+    plans = [OutputPlan(input=Path(i), image=Path(output) if output else default_output_path(Path(i)),
+                        sidecar=sidecar_path(Path(output) if output else default_output_path(Path(i))))
+             for i in inputs]
+    input_paths = {Path(os.path.abspath(p)) for p in inputs}
+    seen = set()
+    for plan in plans:
+        for target in (plan.image, plan.sidecar):
+            absolute = Path(os.path.abspath(target))
+            if absolute in input_paths or any(target.exists() and target.samefile(p) for p in inputs):
+                raise OutputError(f"Output {target} would overwrite an input; choose another name with -o.")
+            if absolute in seen:
+                raise OutputError(f"Two inputs would write the same output {target}; segment them separately.")
+            seen.add(absolute)
+            if target.exists() and not overwrite:
+                raise OutputError(f"Output {target} already exists; use -overwrite to replace it.")
+        _check_writable(plan.image.parent)
+    return plans
+
+
+def sidecar_content(*, command_line: str, model: ResolvedModel, options: dict) -> dict:
+    """SCT's `GeneratedBy` block plus the exact model (hashes) and options that produced the output."""
+    generated_by = {"Name": command_line, "Version": __version__}
+    if model.url:
+        generated_by["ModelURL"] = model.url
+    return {
+        "GeneratedBy": [generated_by],
+        "Model": {"Name": model.name, "Version": model.version, "ArchiveSHA256": model.archive_sha256,
+                  "FilesSHA256": model.files_sha256, "Folder": str(model.folder.trainer_dir)},
+        "Options": options,
+    }
+
+
+def _write_outputs(plan: OutputPlan, labels, reference: nib.Nifti1Image, sidecar: dict, overwrite: bool) -> None:
+    plan.image.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_paths([plan.image, plan.sidecar], overwrite=overwrite) as (image_tmp, sidecar_tmp):
+        nib.save(label_image_like(labels, reference), image_tmp)
+        sidecar_tmp.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+
+
+def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = None,
+                     folds: Optional[Sequence[str]] = None, device: str = "auto", tta: bool = False,
+                     step_size: float = 0.5, threads: Optional[int] = None, overwrite: bool = False,
+                     progress: bool = False, command_line: Optional[str] = None) -> list:
+    """Segment each input with one loaded model; return the written label-map paths.
+
+    `model` is an installed model name or an nnU-Net model folder (None: the installed default model).
+    Raises a RootletsError subclass, with a message for the user, for anything the user can fix.
+    """
+    from sct_rootlets.inference import InferenceSession  # torch and nnU-Net load only when segmenting
+
+    inputs = [Path(i) for i in inputs]
+    for path in inputs:
+        load_input_image(path)  # validate all inputs before spending time on any of them
+    plans = plan_outputs(inputs, Path(output) if output else None, overwrite=overwrite)
+    resolved = resolve_model(model, folds)
+    session = InferenceSession(resolved, device=device, tta=tta, step_size=step_size, threads=threads,
+                               progress=progress)
+    command_line = command_line or f"sct_rootlets.segment_rootlets({[str(i) for i in inputs]})"
+    written = []
+    for plan in plans:
+        logger.info("Segmenting %s", plan.input)
+        image = load_input_image(plan.input)
+        labels = session.predict(image)
+        sidecar = sidecar_content(command_line=command_line, model=resolved,
+                                  options={**session.options, "input": str(plan.input)})
+        _write_outputs(plan, labels, image.nifti, sidecar, overwrite)
+        logger.info("Wrote %s", plan.image)
+        written.append(plan.image)
+    return written
