@@ -1,0 +1,92 @@
+"""Shared fixtures: an isolated SCT_ROOTLETS_HOME, a tiny real nnU-Net model, its zip, a local model server."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import tiny_model  # noqa: E402
+from http_server import ModelServer  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+COMMAND = Path(sys.executable).parent / "sct_deepseg_rootlets"
+
+
+@pytest.fixture(autouse=True)
+def rootlets_home(tmp_path, monkeypatch):
+    """Every test gets its own model home, so nothing touches the user's installed models."""
+    home = tmp_path / "rootlets_home"
+    monkeypatch.setenv("SCT_ROOTLETS_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_model_root(tmp_path_factory) -> Path:
+    """A model folder in the published layout: <root>/<release>/nnUNetTrainer__nnUNetPlans__3d_fullres/."""
+    root = tmp_path_factory.mktemp("tiny_model")
+    tiny_model.build_model_folder(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_trainer_dir(tiny_model_root) -> Path:
+    return tiny_model_root / tiny_model.RELEASE_DIR / tiny_model.TRAINER_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_model_zip(tiny_model_root, tmp_path_factory) -> Path:
+    """The tiny model zipped as the published releases are (release folder at the top)."""
+    return tiny_model.zip_folder(tiny_model_root, tmp_path_factory.mktemp("zips") / "tiny-rootlets.zip")
+
+
+@pytest.fixture
+def model_server(tmp_path):
+    """A local HTTP server over tmp_path/served; tests copy archives there."""
+    served = tmp_path / "served"
+    served.mkdir()
+    with ModelServer(served) as server:
+        yield server
+
+
+def write_lab_card(home: Path, name: str, urls, sha256=None, default=False) -> Path:
+    """A lab model card in <home>/cards, so registry installs can target the local server."""
+    card = {"name": name, "version": "r20990101", "default": default, "description": "tiny test model",
+            "urls": list(urls), "sha256": sha256, "labels": {f"C{i}": i for i in range(2, 9)} | {"T1": 9},
+            "image_orientation": "LPI", "contrasts": ["T2w"], "license": "MIT", "citation": "test"}
+    (home / "cards").mkdir(parents=True, exist_ok=True)
+    path = home / "cards" / f"{name}.json"
+    path.write_text(json.dumps(card))
+    return path
+
+
+def run_cli(*args, env_home: Path, cwd=None) -> subprocess.CompletedProcess:
+    """Run the installed console script as a user would."""
+    env = {**os.environ, "SCT_ROOTLETS_HOME": str(env_home)}
+    return subprocess.run([str(COMMAND), *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd,
+                          timeout=600)
+
+
+def synthetic_t2w(shape=(40, 48, 24), seed=0) -> np.ndarray:
+    """An asymmetric volume (bright 'cord' off-centre plus a gradient and noise): flips change it."""
+    rng = np.random.default_rng(seed)
+    x, y, z = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    cord = np.exp(-((x - shape[0] * 0.4) ** 2 + (y - shape[1] * 0.6) ** 2) / 30.0)
+    data = 800 * cord + 3 * x + 2 * y + z + rng.normal(0, 20, shape)
+    return np.clip(data, 0, None).astype(np.int16)
+
+
+def ras_image(data=None, zooms=(0.8, 0.8, 0.8)) -> nib.Nifti1Image:
+    data = synthetic_t2w() if data is None else data
+    affine = np.diag([*zooms, 1.0])
+    affine[:3, 3] = [-10.0, -20.0, -30.0]
+    image = nib.Nifti1Image(data, affine)
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    return image
