@@ -23,7 +23,9 @@ CONNECT_TIMEOUT_S = 10
 READ_TIMEOUT_S = 60
 #: Interrupted transfers resumed per mirror before moving on to the next one.
 MAX_RESUMES = 5
-CHUNK_BYTES = 1 << 20
+#: Small enough that little is lost when a transfer breaks (a partial chunk is discarded), big enough to be fast.
+DOWNLOAD_CHUNK_BYTES = 64 << 10
+HASH_CHUNK_BYTES = 1 << 20
 #: Free space kept beyond the archive itself, so a download never fills the disk.
 DISK_MARGIN_BYTES = 64 << 20
 
@@ -44,7 +46,7 @@ def http_session() -> requests.Session:
 def sha256_of_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(CHUNK_BYTES), b""):
+        for block in iter(lambda: stream.read(HASH_CHUNK_BYTES), b""):
             digest.update(block)
     return digest.hexdigest()
 
@@ -92,7 +94,7 @@ def _fetch_once(session: requests.Session, url: str, part: Path, progress: bool)
         with open(part, "ab" if offset else "wb") as stream, \
                 tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
                      desc=Path(url).name, disable=not progress, leave=False) as bar:
-            for chunk in response.iter_content(CHUNK_BYTES):
+            for chunk in response.iter_content(DOWNLOAD_CHUNK_BYTES):
                 stream.write(chunk)
                 bar.update(len(chunk))
     return total is None or part.stat().st_size == total
