@@ -1,0 +1,51 @@
+"""The model registry: shipped cards are valid, lab cards extend them, bad cards are reported clearly."""
+
+import pytest
+
+from conftest import run_cli, write_lab_card
+from sct_rootlets import registry
+from sct_rootlets.errors import ModelError
+
+
+def test_shipped_cards_describe_the_published_releases():
+    cards = registry.all_cards()
+    assert {"rootletseg-r20250318", "rootlets-dorsal-r20240730", "rootlets-ventral-r20240523"} <= set(cards)
+    default = registry.default_card()
+    assert default.name == "rootletseg-r20250318"
+    assert default.urls[0].endswith("/r20250318/model-spinal-rootlets-multicon-r20250318.zip")
+    assert default.labels == {"C2": 2, "C3": 3, "C4": 4, "C5": 5, "C6": 6, "C7": 7, "C8": 8, "T1": 9}
+    for card in cards.values():
+        assert card.sha256 is None  # no published checksum: recorded at first install
+        assert card.license and card.citation and card.contrasts
+
+
+def test_lab_card_is_listed(rootlets_home):
+    write_lab_card(rootlets_home, "lab-model", ["http://127.0.0.1:1/lab.zip"])
+    assert "lab-model" in registry.all_cards()
+    result = run_cli("-list-models", env_home=rootlets_home)
+    assert result.returncode == 0 and "lab-model" in result.stdout and "rootletseg-r20250318 [default]" in result.stdout
+
+
+def test_invalid_lab_card_is_reported(rootlets_home):
+    path = write_lab_card(rootlets_home, "lab-model", ["ftp://nowhere/lab.zip"], sha256="abc")
+    with pytest.raises(ModelError, match="is invalid: sha256 must be null or 64 lowercase hex digits; urls must"):
+        registry.all_cards()
+    path.write_text("{not json")
+    with pytest.raises(ModelError, match="is not valid JSON"):
+        registry.all_cards()
+
+
+def test_duplicate_name_is_refused(rootlets_home):
+    write_lab_card(rootlets_home, "rootletseg-r20250318", ["http://127.0.0.1:1/x.zip"])
+    with pytest.raises(ModelError, match="defined by two model cards"):
+        registry.all_cards()
+
+
+def test_listing_does_not_import_torch(rootlets_home):
+    import subprocess
+    import sys
+
+    code = ("import sys; from sct_rootlets.cli.deepseg_rootlets import main; main(['-list-models']); "
+            "print('torch' in sys.modules, 'nnunetv2' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "False False"
