@@ -113,15 +113,18 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
     `model` is an installed model name or an nnU-Net model folder (None: the installed default model).
     Raises a RootletsError subclass, with a message for the user, for anything the user can fix.
     """
-    from sct_rootlets.inference import InferenceSession  # torch and nnU-Net load only when segmenting
+    from sct_rootlets.inference import InferenceSession, select_device  # torch loads only when segmenting
 
     inputs = [Path(i) for i in inputs]
     for path in inputs:
         load_input_image(path)  # validate all inputs before spending time on any of them
     plans = plan_outputs(inputs, Path(output) if output else None, overwrite=overwrite)
+    select_device(device)
     resolved = resolve_model(model, folds)
     session = InferenceSession(resolved, device=device, tta=tta, step_size=step_size, threads=threads,
                                progress=progress)
+    logger.info("Loaded model %s (folds %s) from %s on %s", resolved.name, ", ".join(resolved.folder.checkpoints),
+                resolved.folder.trainer_dir, session.device)
     command_line = command_line or f"sct_rootlets.segment_rootlets({[str(i) for i in inputs]})"
     written = []
     for plan in plans:

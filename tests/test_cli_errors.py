@@ -215,3 +215,23 @@ def test_gzip_header_survives_but_data_is_cut(tmp_path, tiny_model_root, rootlet
     before = set(os.listdir(tmp_path))
     result = run_cli("-i", cut, "-model", tiny_model_root, env_home=rootlets_home)
     _assert_clean_failure(result, "truncated or corrupt", tmp_path, before)
+
+
+def test_unavailable_gpu_is_a_clear_error(good_image, tiny_model_root, rootlets_home):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    before = set(os.listdir(good_image.parent))
+    result = run_cli("-i", good_image, "-model", tiny_model_root, "-device", "cuda:0", env_home=rootlets_home)
+    _assert_clean_failure(result, "no CUDA GPU is available; use -device cpu", good_image.parent, before)
+
+
+def test_sct_installed_model_folder_is_accepted(good_image, tiny_model_root, tmp_path, rootlets_home):
+    """SCT keeps the unpacked release under deepseg_models/model_seg_spinal_rootlets_nnunet/."""
+    sct_folder = tmp_path / "sct" / "data" / "deepseg_models" / "model_seg_spinal_rootlets_nnunet"
+    sct_folder.parent.mkdir(parents=True)
+    os.symlink(tiny_model_root, sct_folder)
+    result = run_cli("-i", good_image, "-model", sct_folder, "-v", "0", env_home=rootlets_home)
+    assert result.returncode == 0, result.stderr
+    assert (good_image.parent / "sub-01_T2w_rootlets.nii.gz").is_file()
