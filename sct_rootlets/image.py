@@ -125,7 +125,7 @@ def load_input_image(path) -> InputImage:
     """Load and validate a 3D NIfTI; every failure is an InputImageError with one sentence for the user."""
     path = Path(path)
     if not path.is_file():
-        raise InputImageError(f"Input image {path} does not exist.")
+        raise InputImageError(f"{path} does not exist.")
     if not path.name.endswith(NIFTI_EXTENSIONS):
         raise InputImageError(f"{path} is not a NIfTI image (.nii or .nii.gz).")
     try:
@@ -164,3 +164,30 @@ def label_image_like(labels: np.ndarray, reference: nib.Nifti1Image) -> nib.Nift
     image.set_qform(reference.get_qform(), code=int(reference.header["qform_code"]))
     image.set_sform(reference.get_sform(), code=int(reference.header["sform_code"]))
     return image
+
+
+def load_label_image(path, what: str = "label map") -> InputImage:
+    """Load a label map or mask (rootlets, cord, discs, PMJ): a valid 3D image with whole-number values.
+
+    Unlike intensity images it may be all zeros (e.g. no rootlet found).
+    """
+    path = Path(path)
+    try:
+        image = load_input_image(path)
+    except InputImageError as exc:
+        if "contains only zeros" not in str(exc):
+            raise InputImageError(f"The {what} {exc}") from None
+        nifti = nib.load(path)
+        return InputImage(path=path, nifti=nifti, data=np.zeros(nifti.shape[:3]))
+    if not np.array_equal(image.data, np.round(image.data)) or image.data.min() < 0:
+        raise InputImageError(f"The {what} {path} must hold non-negative whole-number labels.")
+    return image
+
+
+def check_same_grid(reference: InputImage, *others: InputImage) -> None:
+    """Every image must be on the reference's voxel grid (shape and affine), as SCT's label tools require."""
+    for other in others:
+        same_shape = other.nifti.shape[:3] == reference.nifti.shape[:3]
+        if not same_shape or not np.allclose(other.nifti.affine, reference.nifti.affine, atol=1e-3):
+            raise InputImageError(f"{other.path} is not on the voxel grid of {reference.path}; resample it onto "
+                                  f"that image first (e.g. sct_register_multimodal -identity 1 -x nn).")

@@ -1,0 +1,110 @@
+"""Axial slices and the cord centerline, in a way that does not depend on how the image is stored.
+
+Slices are taken along the voxel axis closest to the superior-inferior direction and numbered from the inferior
+end ("RPI slice index", as SCT numbers slices after reorienting to RPI), so an image stored LAS, RPI or PSR gives
+the same numbers. Positions along the cord are arc lengths in mm of a smoothed centerline in world coordinates.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from nibabel import orientations
+from scipy import ndimage
+
+#: Smoothing of the per-slice cord centroids (Gaussian sigma along the cord).
+CENTERLINE_SMOOTHING_MM = 5.0
+
+
+@dataclass(frozen=True)
+class AxialFrame:
+    """Which voxel axis is superior-inferior, and how to number its slices from the inferior end."""
+    axis: int
+    n_slices: int
+    points_superior: bool     # True when the voxel index increases towards superior
+    thickness_mm: float
+
+    @classmethod
+    def of(cls, affine: np.ndarray, shape) -> "AxialFrame":
+        ornt = orientations.io_orientation(affine)
+        codes = orientations.ornt2axcodes(ornt)
+        axis = next(i for i, code in enumerate(codes) if code in ("S", "I"))
+        thickness = float(np.linalg.norm(affine[:3, axis]))
+        return cls(axis=axis, n_slices=int(shape[axis]), points_superior=codes[axis] == "S", thickness_mm=thickness)
+
+    def rpi_index(self, voxel_index):
+        """Voxel index along the axial axis -> slice number counted from the inferior end."""
+        voxel_index = np.asarray(voxel_index)
+        return voxel_index if self.points_superior else self.n_slices - 1 - voxel_index
+
+    def voxel_index(self, rpi_index):
+        """The inverse of `rpi_index` (the mapping is its own inverse)."""
+        return self.rpi_index(rpi_index)
+
+    def slices_of(self, mask: np.ndarray) -> np.ndarray:
+        """RPI slice numbers holding at least one voxel of `mask`, ascending."""
+        other_axes = tuple(a for a in range(3) if a != self.axis)
+        present = np.flatnonzero(np.any(mask, axis=other_axes))
+        return np.sort(self.rpi_index(present))
+
+    def slab(self, rpi_start: int, rpi_end: int):
+        """Index expression selecting RPI slices rpi_start..rpi_end inclusive (any order)."""
+        low, high = sorted((int(rpi_start), int(rpi_end)))
+        voxel = sorted((int(self.voxel_index(low)), int(self.voxel_index(high))))
+        index = [slice(None)] * 3
+        index[self.axis] = slice(voxel[0], voxel[1] + 1)
+        return tuple(index)
+
+
+@dataclass(frozen=True)
+class Centerline:
+    """A smoothed cord centerline: one world point (mm) per RPI slice from `first_slice` to `last_slice`.
+
+    `arc_mm[k]` is the arc length from the most superior point down to slice `last_slice - k`.
+    """
+    frame: AxialFrame
+    first_slice: int            # most inferior slice with cord
+    last_slice: int             # most superior slice with cord
+    points_mm: np.ndarray       # (n, 3), ordered superior -> inferior
+    arc_mm: np.ndarray          # (n,), 0 at the most superior point
+
+    @classmethod
+    def fit(cls, cord_mask: np.ndarray, affine: np.ndarray) -> "Centerline":
+        """Per-slice centroids of the cord, interpolated over gaps, smoothed, in world millimetres."""
+        frame = AxialFrame.of(affine, cord_mask.shape)
+        slices = frame.slices_of(cord_mask)
+        if slices.size == 0:
+            raise ValueError("the cord mask is empty")
+        other_axes = [a for a in range(3) if a != frame.axis]
+        centroids = {}
+        for rpi in slices:
+            in_slice = np.argwhere(np.take(cord_mask, frame.voxel_index(rpi), axis=frame.axis) > 0)
+            ijk = np.zeros(3)
+            ijk[other_axes] = in_slice.mean(axis=0)
+            ijk[frame.axis] = frame.voxel_index(rpi)
+            centroids[int(rpi)] = affine[:3, :3] @ ijk + affine[:3, 3]
+        descending = np.arange(slices.max(), slices.min() - 1, -1)  # superior -> inferior
+        known = np.array(sorted(centroids, reverse=True))
+        points = np.stack([np.interp(descending, known[::-1], [centroids[k][c] for k in known[::-1]])
+                           for c in range(3)], axis=1)
+        sigma = CENTERLINE_SMOOTHING_MM / frame.thickness_mm
+        if len(points) > 1:
+            points = ndimage.gaussian_filter1d(points, sigma, axis=0, mode="nearest")
+        steps = np.linalg.norm(np.diff(points, axis=0), axis=1)
+        return cls(frame=frame, first_slice=int(slices.min()), last_slice=int(slices.max()), points_mm=points,
+                   arc_mm=np.concatenate([[0.0], np.cumsum(steps)]))
+
+    def arc_at(self, rpi_slice) -> float:
+        """Arc length (mm) from the top of the centerline to a slice; straight extension beyond its ends."""
+        rpi_slice = float(rpi_slice)
+        if rpi_slice > self.last_slice:
+            return -(rpi_slice - self.last_slice) * self.frame.thickness_mm
+        if rpi_slice < self.first_slice:
+            return self.arc_mm[-1] + (self.first_slice - rpi_slice) * self.frame.thickness_mm
+        position = self.last_slice - rpi_slice
+        return float(np.interp(position, np.arange(len(self.arc_mm)), self.arc_mm))
+
+    def arc_of_point(self, world_mm: np.ndarray, rpi_slice: int) -> float:
+        """Arc coordinate of a landmark (e.g. the PMJ); above the cord, the straight distance to its top."""
+        if rpi_slice > self.last_slice:
+            return -float(np.linalg.norm(np.asarray(world_mm) - self.points_mm[0]))
+        return self.arc_at(rpi_slice)

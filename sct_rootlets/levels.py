@@ -1,0 +1,162 @@
+"""Rootlets -> spinal levels of the cord, their distances from the PMJ, and vertebral levels from discs.
+
+Two definitions of a level's extent along the cord:
+- "extent" (published): dilate the cord, intersect with the rootlets; a level spans its most rostral to its most
+  caudal intersected slice. Levels may overlap or leave gaps.
+- "gapfree": each level runs from just below the caudal end of the level above to its own caudal end, so the
+  levels tile the cord (the top level keeps its own rostral end).
+Slices are RPI slice numbers (see `centerline.AxialFrame`); `slice_start` is the rostral end, so distances from
+the PMJ grow from start to end. Lengths are arc lengths along the smoothed cord centerline.
+"""
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from sct_rootlets.centerline import AxialFrame, Centerline
+
+METHODS = ("extent", "gapfree")
+SPINAL_COLUMNS = ["spinal_level", "fname", "slice_start", "slice_end", "distance_from_pmj_start",
+                  "distance_from_pmj_end", "height", "slice_midpoint", "distance_from_pmj_midpoint"]
+
+
+def spinal_level_name(value: int) -> str:
+    """Rootlets/spinal-level label value -> name: 2 -> C2 ... 8 -> C8, 9 -> T1, 10 -> T2 ..."""
+    return f"C{value}" if value <= 8 else f"T{value - 8}"
+
+
+def vertebral_level_name(value: int) -> str:
+    """SCT vertebral level value -> name: 1..7 -> C1..C7, 8..19 -> T1..T12, 20.. -> L1.."""
+    if value <= 7:
+        return f"C{value}"
+    return f"T{value - 7}" if value <= 19 else f"L{value - 19}"
+
+
+@dataclass(frozen=True)
+class Extent:
+    """A level's span in RPI slice numbers: `rostral` >= `caudal`."""
+    level: int
+    rostral: int
+    caudal: int
+
+
+def rootlet_extents(rootlets: np.ndarray, cord: np.ndarray, zooms_mm, frame: AxialFrame,
+                    dilate_mm: float = 3.0) -> list:
+    """The published extents: slices where each level's rootlets meet the cord dilated by `dilate_mm`."""
+    near_cord = ndimage.distance_transform_edt(cord == 0, sampling=zooms_mm[:3]) <= dilate_mm
+    touching = np.where(near_cord, rootlets, 0)
+    extents = []
+    for level in np.unique(touching[touching > 0]).astype(int):
+        slices = frame.slices_of(touching == level)
+        extents.append(Extent(level=level, rostral=int(slices.max()), caudal=int(slices.min())))
+    return extents
+
+
+def gap_free(extents: list) -> list:
+    """Re-cut extents so each level starts one slice below the caudal end of the level above."""
+    ordered = sorted(extents, key=lambda e: e.level)
+    result = ordered[:1]
+    for extent in ordered[1:]:
+        rostral = result[-1].caudal - 1
+        result.append(Extent(extent.level, rostral, min(extent.caudal, rostral)))
+    return result
+
+
+def level_map(cord: np.ndarray, extents: list, frame: AxialFrame) -> np.ndarray:
+    """The cord labelled with each level between its extents (caudal levels win where levels overlap)."""
+    out = np.zeros(cord.shape, np.uint8)
+    for extent in sorted(extents, key=lambda e: e.level):
+        slab = frame.slab(extent.rostral, extent.caudal)
+        out[slab] = np.where(cord[slab] > 0, extent.level, out[slab])
+    return out
+
+
+def point_of(label_map: np.ndarray, affine: np.ndarray, value: Optional[int] = None):
+    """(world mm, RPI slice) of the centroid of a point label (the voxels equal to `value`, or all non-zero)."""
+    mask = label_map > 0 if value is None else label_map == value
+    ijk = np.argwhere(mask).mean(axis=0)
+    frame = AxialFrame.of(affine, label_map.shape)
+    return affine[:3, :3] @ ijk + affine[:3, 3], int(round(float(frame.rpi_index(ijk[frame.axis]))))
+
+
+def extents_table(extents: list, centerline: Centerline, pmj_arc: Optional[float], fname: str,
+                  name_column: str = "spinal_level") -> pd.DataFrame:
+    """One row per level with the published columns (+ midpoints); distances blank without a PMJ."""
+    rows = []
+    for extent in extents:
+        start, end = centerline.arc_at(extent.rostral), centerline.arc_at(extent.caudal)
+        reference = pmj_arc if pmj_arc is not None else np.nan
+        rows.append({name_column: extent.level, "fname": fname, "slice_start": extent.rostral,
+                     "slice_end": extent.caudal, "distance_from_pmj_start": start - reference,
+                     "distance_from_pmj_end": end - reference, "height": end - start,
+                     "slice_midpoint": (extent.rostral + extent.caudal) / 2,
+                     "distance_from_pmj_midpoint": (start + end) / 2 - reference})
+    return pd.DataFrame(rows, columns=[name_column, *SPINAL_COLUMNS[1:]])
+
+
+def vertebral_extents(discs: np.ndarray, affine: np.ndarray) -> list:
+    """Vertebra n spans from disc n (above it; SCT: 3 = C2/C3) to disc n+1 (below it)."""
+    values = sorted(int(v) for v in np.unique(discs[discs > 0]))
+    slices = {v: point_of(discs, affine, v)[1] for v in values}
+    return [Extent(v, slices[v], slices[v + 1]) for v in values if v + 1 in slices]
+
+
+def midpoint_differences(spinal: pd.DataFrame, vertebral: pd.DataFrame) -> pd.DataFrame:
+    """Spinal minus vertebral midpoint (mm along the cord; > 0: the spinal level lies more caudal), by name."""
+    arc = "distance_from_pmj_midpoint"
+    spinal_mid = {spinal_level_name(int(r.spinal_level)): r for r in spinal.itertuples()}
+    rows = []
+    for row in vertebral.itertuples():
+        name = vertebral_level_name(int(row.vertebral_level))
+        if name in spinal_mid:
+            s_mid, v_mid = getattr(spinal_mid[name], arc), getattr(row, arc)
+            rows.append({"level": name, "spinal_level": spinal_mid[name].spinal_level,
+                         "vertebral_level": row.vertebral_level, "spinal_midpoint_mm": s_mid,
+                         "vertebral_midpoint_mm": v_mid, "difference_mm": s_mid - v_mid})
+    return pd.DataFrame(rows, columns=["level", "spinal_level", "vertebral_level", "spinal_midpoint_mm",
+                                       "vertebral_midpoint_mm", "difference_mm"])
+
+
+@dataclass
+class SpinalLevels:
+    """Everything `compute_spinal_levels` derives; tables are pandas DataFrames."""
+    level_map: np.ndarray
+    spinal: pd.DataFrame
+    vertebral: Optional[pd.DataFrame] = None
+    differences: Optional[pd.DataFrame] = None
+
+
+def compute_spinal_levels(rootlets: np.ndarray, cord: np.ndarray, affine: np.ndarray, zooms_mm, *,
+                          fname: str, pmj: Optional[np.ndarray] = None, discs: Optional[np.ndarray] = None,
+                          method: str = "extent", dilate_mm: float = 3.0) -> SpinalLevels:
+    """Spinal levels from rootlets and a cord mask on one grid; PMJ and discs (same grid) are optional.
+
+    Without a PMJ, distances are measured from the top of the cord mask for midpoint comparisons only and the
+    `distance_from_pmj_*` columns stay empty.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method {method!r} must be one of {', '.join(METHODS)}")
+    centerline = Centerline.fit(cord, affine)
+    extents = rootlet_extents(rootlets, cord, zooms_mm, centerline.frame, dilate_mm)
+    if method == "gapfree":
+        extents = gap_free(extents)
+    pmj_arc = None
+    if pmj is not None:
+        if not np.any(pmj):
+            raise ValueError("the PMJ label is empty")
+        pmj_arc = centerline.arc_of_point(*point_of(pmj, affine))
+    spinal = extents_table(extents, centerline, pmj_arc, fname)
+    result = SpinalLevels(level_map=level_map(cord, extents, centerline.frame), spinal=spinal)
+    if discs is not None:
+        reference = pmj_arc if pmj_arc is not None else 0.0
+        vertebral = extents_table(vertebral_extents(discs, affine), centerline, reference, fname,
+                                  name_column="vertebral_level")
+        spinal_for_comparison = spinal if pmj_arc is not None else extents_table(extents, centerline, 0.0, fname)
+        result.differences = midpoint_differences(spinal_for_comparison, vertebral)
+        if pmj_arc is None:
+            vertebral[["distance_from_pmj_start", "distance_from_pmj_end", "distance_from_pmj_midpoint"]] = np.nan
+        result.vertebral = vertebral
+    return result

@@ -1,0 +1,95 @@
+"""Per-level cleaning of rootlets label maps, and dilation with `sct_maths -dilate` semantics.
+
+Generic binary tools break a level-labelled map (SCT's -remove-small treats it as one mask; scikit-image's
+remove_small_objects takes integer images as already-labelled objects and drops whole levels). Here every
+operation works level by level, with sizes and distances in millimetres so results do not depend on voxel size.
+All functions are pure: label array (+ voxel sizes) in, new label array out.
+"""
+
+import re
+
+import numpy as np
+from scipy import ndimage
+
+#: 26-connectivity: a thin oblique rootlet touches itself only diagonally.
+_CONNECTIVITY = np.ones((3, 3, 3), bool)
+DILATION_SHAPES = ("ball", "cube", "disk", "square")
+
+
+def remove_small_components(labels: np.ndarray, zooms_mm, min_volume_mm3: float) -> np.ndarray:
+    """Zero each connected piece of each level whose volume is below `min_volume_mm3`."""
+    voxel_mm3 = float(np.prod(zooms_mm[:3]))
+    out = labels.copy()
+    for level in np.unique(labels[labels > 0]):
+        components, count = ndimage.label(labels == level, structure=_CONNECTIVITY)
+        sizes_mm3 = np.bincount(components.ravel())[1:] * voxel_mm3
+        small = np.flatnonzero(sizes_mm3 < min_volume_mm3) + 1
+        out[np.isin(components, small)] = 0
+    return out
+
+
+def keep_near_cord(labels: np.ndarray, cord_mask: np.ndarray, zooms_mm, max_distance_mm: float) -> np.ndarray:
+    """Zero rootlet voxels farther than `max_distance_mm` (Euclidean, in mm) from the cord mask."""
+    if not np.any(cord_mask):
+        raise ValueError("the cord mask is empty")
+    distance_mm = ndimage.distance_transform_edt(cord_mask == 0, sampling=zooms_mm[:3])
+    return np.where(distance_mm <= max_distance_mm, labels, 0).astype(labels.dtype)
+
+
+def keep_level_range(labels: np.ndarray, lowest: int, highest: int) -> np.ndarray:
+    """Keep levels lowest..highest (e.g. 2..9 for C2..T1), zero the others."""
+    return np.where((labels >= lowest) & (labels <= highest), labels, 0).astype(labels.dtype)
+
+
+def remove_caudal_to_point(labels: np.ndarray, affine: np.ndarray, point_ijk) -> np.ndarray:
+    """Zero every voxel whose world superior coordinate is below that of a point (e.g. a disc label).
+
+    Used to drop false positives below T1 and, in children, levels below a given disc.
+    """
+    superior_row = affine[2, :3]
+    index = np.indices(labels.shape).reshape(3, -1)
+    superior_mm = (superior_row @ index).reshape(labels.shape) + affine[2, 3]
+    threshold = superior_row @ np.asarray(point_ijk, float) + affine[2, 3]
+    return np.where(superior_mm >= threshold, labels, 0).astype(labels.dtype)
+
+
+def parse_dilation_size(text: str) -> tuple:
+    """'3' -> (3,), '2x2x0' -> (2, 2, 0): sizes in voxels as sct_maths -dilate takes them."""
+    if not re.fullmatch(r"\d+(x\d+){0,2}", text.strip()) or text.count("x") == 1:
+        raise ValueError(f"dilation size {text!r} must be N or AxBxC (whole numbers of voxels)")
+    return tuple(int(part) for part in text.strip().split("x"))
+
+
+def _ellipsoid(radii) -> np.ndarray:
+    grids = np.ogrid[tuple(slice(-r, r + 1) for r in radii)]
+    return sum((g / r) ** 2 if r else (g != 0) * 2.0 for g, r in zip(grids, radii)) <= 1
+
+
+def dilation_footprint(size: tuple, shape: str = "ball", dim: int = None) -> np.ndarray:
+    """The 3D structuring element of `sct_maths -dilate SIZE -shape SHAPE [-dim DIM]`.
+
+    ball/disk: SIZE is the radius not counting the centre (0 does nothing); AxBxC gives an ellipsoid.
+    cube/square: SIZE is the edge length (1 does nothing); AxBxC gives a box.
+    disk/square are 2D, in the plane orthogonal to axis `dim`.
+    """
+    if shape not in DILATION_SHAPES:
+        raise ValueError(f"dilation shape {shape!r} must be one of {', '.join(DILATION_SHAPES)}")
+    planar = shape in ("disk", "square")
+    if planar and dim not in (0, 1, 2):
+        raise ValueError(f"shape {shape} is 2D: give the axis it is orthogonal to (dim 0, 1 or 2)")
+    if planar and len(size) != 1:
+        raise ValueError(f"shape {shape} takes one size, not {'x'.join(map(str, size))}")
+    sizes = list(size * 3 if len(size) == 1 else size)
+    if planar:
+        sizes[dim] = 0 if shape == "disk" else 1
+    if shape in ("ball", "disk"):
+        return _ellipsoid(sizes)
+    if min(sizes) < 1:
+        raise ValueError("cube and square edges must be at least 1 voxel")
+    return np.ones(sizes, bool)
+
+
+def dilate(labels: np.ndarray, size: tuple, shape: str = "ball", dim: int = None) -> np.ndarray:
+    """Greyscale dilation: each voxel takes the highest label within the footprint, so levels survive."""
+    footprint = dilation_footprint(size, shape, dim)
+    return ndimage.grey_dilation(labels, footprint=footprint, mode="nearest").astype(labels.dtype)
