@@ -17,8 +17,8 @@ import pandas as pd
 from scipy import ndimage
 
 from sct_rootlets.centerline import AxialFrame, Centerline
+from sct_rootlets.options import LEVEL_METHODS
 
-METHODS = ("extent", "gapfree")
 SPINAL_COLUMNS = ["spinal_level", "fname", "slice_start", "slice_end", "distance_from_pmj_start",
                   "distance_from_pmj_end", "height", "slice_midpoint", "distance_from_pmj_midpoint"]
 
@@ -137,8 +137,8 @@ def compute_spinal_levels(rootlets: np.ndarray, cord: np.ndarray, affine: np.nda
     Without a PMJ, distances are measured from the top of the cord mask for midpoint comparisons only and the
     `distance_from_pmj_*` columns stay empty.
     """
-    if method not in METHODS:
-        raise ValueError(f"method {method!r} must be one of {', '.join(METHODS)}")
+    if method not in LEVEL_METHODS:
+        raise ValueError(f"method {method!r} must be one of {', '.join(LEVEL_METHODS)}")
     centerline = Centerline.fit(cord, affine)
     extents = rootlet_extents(rootlets, cord, zooms_mm, centerline.frame, dilate_mm)
     if method == "gapfree":

@@ -7,13 +7,16 @@ All functions are pure: label array (+ voxel sizes) in, new label array out.
 """
 
 import re
+from dataclasses import asdict, dataclass
+from typing import Optional
 
 import numpy as np
 from scipy import ndimage
 
+from sct_rootlets.options import DILATION_SHAPES
+
 #: 26-connectivity: a thin oblique rootlet touches itself only diagonally.
 _CONNECTIVITY = np.ones((3, 3, 3), bool)
-DILATION_SHAPES = ("ball", "cube", "disk", "square")
 
 
 def remove_small_components(labels: np.ndarray, zooms_mm, min_volume_mm3: float) -> np.ndarray:
@@ -93,3 +96,45 @@ def dilate(labels: np.ndarray, size: tuple, shape: str = "ball", dim: int = None
     """Greyscale dilation: each voxel takes the highest label within the footprint, so levels survive."""
     footprint = dilation_footprint(size, shape, dim)
     return ndimage.grey_dilation(labels, footprint=footprint, mode="nearest").astype(labels.dtype)
+
+
+@dataclass(frozen=True)
+class PostProcessing:
+    """Post-processing chosen on the command line, applied in a fixed order: level range, cut below a disc,
+    distance to the cord, small components, dilation. Unset steps are skipped."""
+    level_range: Optional[tuple] = None         # (lowest, highest) label value
+    below_disc: Optional[int] = None            # disc label value; needs disc labels
+    max_distance_mm: Optional[float] = None     # needs a cord mask
+    min_volume_mm3: Optional[float] = None
+    dilation: Optional[tuple] = None            # sct_maths size, e.g. (2,) or (2, 2, 0)
+    dilation_shape: str = "ball"
+    dilation_dim: Optional[int] = None
+
+    @property
+    def needs_cord(self) -> bool:
+        return self.max_distance_mm is not None
+
+    @property
+    def needs_discs(self) -> bool:
+        return self.below_disc is not None
+
+    def apply(self, labels: np.ndarray, zooms_mm, affine: np.ndarray, cord: Optional[np.ndarray] = None,
+              discs: Optional[np.ndarray] = None) -> np.ndarray:
+        if self.level_range is not None:
+            labels = keep_level_range(labels, *self.level_range)
+        if self.below_disc is not None:
+            if discs is None or not np.any(discs == self.below_disc):
+                raise ValueError(f"disc label {self.below_disc} is not in the disc labels")
+            labels = remove_caudal_to_point(labels, affine, np.argwhere(discs == self.below_disc).mean(axis=0))
+        if self.max_distance_mm is not None:
+            labels = keep_near_cord(labels, cord, zooms_mm, self.max_distance_mm)
+        if self.min_volume_mm3 is not None:
+            labels = remove_small_components(labels, zooms_mm, self.min_volume_mm3)
+        if self.dilation is not None:
+            labels = dilate(labels, self.dilation, self.dilation_shape, self.dilation_dim)
+        return labels
+
+    def as_dict(self) -> dict:
+        """The steps that are set, for provenance sidecars."""
+        return {key: value for key, value in asdict(self).items()
+                if value is not None and not (key.startswith("dilation_") and self.dilation is None)}

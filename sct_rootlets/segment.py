@@ -16,9 +16,12 @@ import nibabel as nib
 
 from sct_rootlets import __version__
 from sct_rootlets.atomic import atomic_paths
-from sct_rootlets.errors import OutputError
-from sct_rootlets.image import label_image_like, load_input_image, nifti_stem, NIFTI_EXTENSIONS
+from sct_rootlets.errors import InputImageError, OutputError
+from sct_rootlets.image import (InputImage, check_same_grid, label_image_like, load_input_image, load_label_image,
+                                nifti_stem, NIFTI_EXTENSIONS)
 from sct_rootlets.models import ResolvedModel, resolve_model
+from sct_rootlets.postprocess import PostProcessing
+from sct_rootlets.spinal_levels import output_paths, write_spinal_levels
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +87,13 @@ def plan_outputs(inputs: Sequence[Path], output: Optional[Path] = None, *, overw
     return plans
 
 
+def plan_outputs_exist(paths, overwrite: bool) -> None:
+    """Refuse before any work when an output exists and may not be replaced."""
+    for path in paths:
+        if Path(path).exists() and not overwrite:
+            raise OutputError(f"Output {path} already exists; use -overwrite to replace it.")
+
+
 def sidecar_content(*, command_line: str, model: ResolvedModel, options: dict) -> dict:
     """SCT's `GeneratedBy` block plus the exact model (hashes) and options that produced the output."""
     generated_by = {"Name": command_line, "Version": __version__}
@@ -104,21 +114,54 @@ def _write_outputs(plan: OutputPlan, labels, reference: nib.Nifti1Image, sidecar
         sidecar_tmp.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
 
 
+@dataclass(frozen=True)
+class Anatomy:
+    """Optional labels on the input's grid for one input: cord mask, PMJ and disc labels (paths)."""
+    cord: Optional[Path] = None
+    pmj: Optional[Path] = None
+    discs: Optional[Path] = None
+    levels_method: str = "extent"
+
+
+def _load_anatomy(anatomy: Anatomy, image: InputImage, postprocessing: PostProcessing) -> dict:
+    """Validate the anatomy labels against the input grid and what the chosen steps need."""
+    if postprocessing.needs_cord and anatomy.cord is None:
+        raise InputImageError("Keeping rootlets near the cord (-max-distance-mm) needs a cord mask (-s).")
+    if postprocessing.needs_discs and anatomy.discs is None:
+        raise InputImageError("Cutting rootlets below a disc (-remove-below-disc) needs disc labels (-discs).")
+    if anatomy.pmj is not None and anatomy.cord is None:
+        raise InputImageError("Distances from the PMJ (-pmj) need a cord mask (-s) to follow the cord.")
+    loaded = {kind: load_label_image(path, what) for kind, path, what in
+              (("cord", anatomy.cord, "cord mask"), ("pmj", anatomy.pmj, "PMJ label"),
+               ("discs", anatomy.discs, "disc labels")) if path is not None}
+    check_same_grid(image, *loaded.values())
+    return {kind: label.data for kind, label in loaded.items()}
+
+
 def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = None,
                      folds: Optional[Sequence[str]] = None, device: str = "auto", tta: bool = False,
                      step_size: float = 0.5, threads: Optional[int] = None, overwrite: bool = False,
-                     progress: bool = False, command_line: Optional[str] = None) -> list:
+                     progress: bool = False, command_line: Optional[str] = None,
+                     postprocessing: PostProcessing = PostProcessing(), anatomy: Anatomy = Anatomy()) -> list:
     """Segment each input with one loaded model; return the written label-map paths.
 
     `model` is an installed model name or an nnU-Net model folder (None: the installed default model).
+    `postprocessing` cleans each label map; `anatomy` (one input only) adds spinal levels from a cord mask.
     Raises a RootletsError subclass, with a message for the user, for anything the user can fix.
     """
     from sct_rootlets.inference import InferenceSession, select_device  # torch loads only when segmenting
 
     inputs = [Path(i) for i in inputs]
+    if anatomy != Anatomy() and len(inputs) != 1:
+        raise InputImageError(f"Cord, PMJ and disc labels (-s, -pmj, -discs) belong to one image; "
+                              f"{len(inputs)} were given.")
     for path in inputs:
-        load_input_image(path)  # validate all inputs before spending time on any of them
+        load_input_image(path)  # validate every input before any work; each is reloaded when its turn comes
+    anatomy_labels = _load_anatomy(anatomy, load_input_image(inputs[0]), postprocessing)
     plans = plan_outputs(inputs, Path(output) if output else None, overwrite=overwrite)
+    if anatomy.cord is not None:
+        level_outputs = output_paths(plans[0].image, None, anatomy.discs is not None).values()
+        plan_outputs_exist(level_outputs, overwrite)
     select_device(device)
     resolved = resolve_model(model, folds)
     session = InferenceSession(resolved, device=device, tta=tta, step_size=step_size, threads=threads,
@@ -130,10 +173,15 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
     for plan in plans:
         logger.info("Segmenting %s", plan.input)
         image = load_input_image(plan.input)
-        labels = session.predict(image)
-        sidecar = sidecar_content(command_line=command_line, model=resolved,
-                                  options={**session.options, "input": str(plan.input)})
+        labels = postprocessing.apply(session.predict(image), image.zooms, image.nifti.affine,
+                                      cord=anatomy_labels.get("cord"), discs=anatomy_labels.get("discs"))
+        options = {**session.options, "input": str(plan.input), "postprocessing": postprocessing.as_dict()}
+        sidecar = sidecar_content(command_line=command_line, model=resolved, options=options)
         _write_outputs(plan, labels, image.nifti, sidecar, overwrite)
         logger.info("Wrote %s", plan.image)
         written.append(plan.image)
+    if anatomy.cord is not None:
+        levels = write_spinal_levels(written[0], anatomy.cord, pmj_path=anatomy.pmj, discs_path=anatomy.discs,
+                                     method=anatomy.levels_method, overwrite=overwrite)
+        logger.info("Wrote %s", ", ".join(str(p) for p in levels.values()))
     return written

@@ -1,12 +1,12 @@
 """`sct_deepseg_rootlets`: argument parsing only; the work is done by sct_rootlets' Python API."""
 
 import argparse
-import logging
 import shlex
 import sys
 
-from sct_rootlets import __version__
-from sct_rootlets.errors import RootletsError
+from sct_rootlets.cli.common import (add_common_arguments, add_dilation_arguments, dilation_options, level_range,
+                                     positive_float, run_command)
+from sct_rootlets.options import LEVEL_METHODS
 
 PROG = "sct_deepseg_rootlets"
 
@@ -61,12 +61,23 @@ def get_parser() -> argparse.ArgumentParser:
                          help="Sliding-window step as a fraction of the patch size. Default: 0.5.")
     options.add_argument("-threads", type=_positive_int, metavar="N",
                          help="CPU threads for the network. Default: all CPUs available to this process.")
-    misc = parser.add_argument_group("misc")
-    misc.add_argument("-overwrite", action="store_true",
-                      help="Replace existing outputs (inputs are never overwritten); with -install, reinstall.")
-    misc.add_argument("-v", type=int, choices=(0, 1, 2), default=1, dest="verbose",
-                      help="Verbosity: 0 errors only, 1 progress (default), 2 debug.")
-    misc.add_argument("-version", action="version", version=f"%(prog)s {__version__}")
+    post = parser.add_argument_group("per-level post-processing (in this order)")
+    post.add_argument("-keep-levels", type=level_range, metavar="LOW:HIGH", dest="keep_levels",
+                      help="Keep only label values LOW..HIGH, e.g. 2:9 for C2..T1.")
+    post.add_argument("-remove-below-disc", type=int, metavar="VALUE", dest="remove_below_disc",
+                      help="Remove rootlets caudal to this disc label (SCT: 3 = C2/C3); needs -discs.")
+    post.add_argument("-max-distance-mm", type=positive_float, metavar="MM", dest="max_distance_mm",
+                      help="Remove rootlets farther than MM from the cord mask; needs -s.")
+    post.add_argument("-min-size-mm3", type=positive_float, metavar="MM3", dest="min_size_mm3",
+                      help="Remove connected pieces of each level smaller than MM3 cubic millimetres.")
+    add_dilation_arguments(post)
+    levels = parser.add_argument_group("spinal levels (one input; see sct_rootlets_levels)")
+    levels.add_argument("-s", metavar="CORD", help="Cord mask on the input's grid: also write spinal levels.")
+    levels.add_argument("-pmj", metavar="PMJ", help="PMJ label: distances from the pontomedullary junction.")
+    levels.add_argument("-discs", metavar="DISCS", help="Disc labels (SCT: 3 = C2/C3 ...): vertebral levels.")
+    levels.add_argument("-levels-method", choices=LEVEL_METHODS, default="extent", dest="levels_method",
+                        help="extent (published) or gapfree (levels tile the cord). Default: extent.")
+    add_common_arguments(parser)
     return parser
 
 
@@ -100,36 +111,24 @@ def run(args: argparse.Namespace, argv) -> None:
     else:
         from sct_rootlets.segment import segment_rootlets
 
+        from sct_rootlets.postprocess import PostProcessing
+        from sct_rootlets.segment import Anatomy
+
+        postprocessing = PostProcessing(level_range=args.keep_levels, below_disc=args.remove_below_disc,
+                                        max_distance_mm=args.max_distance_mm, min_volume_mm3=args.min_size_mm3,
+                                        **dilation_options(args))
+        anatomy = Anatomy(cord=args.s, pmj=args.pmj, discs=args.discs, levels_method=args.levels_method)
         written = segment_rootlets(args.inputs, output=args.o, model=args.model, folds=args.folds,
                                    device=args.device, tta=args.tta, step_size=args.step_size,
                                    threads=args.threads, overwrite=args.overwrite, progress=progress,
-                                   command_line=shlex.join([PROG, *argv]))
+                                   command_line=shlex.join([PROG, *argv]), postprocessing=postprocessing,
+                                   anatomy=anatomy)
         for path in written:
             print(f"Done: {path}")
 
 
-def _configure_logging(verbose: int) -> None:
-    """Our messages go to stderr at the chosen level; other libraries' loggers are left alone."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger = logging.getLogger("sct_rootlets")
-    logger.handlers[:] = [handler]
-    logger.setLevel({0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}[verbose])
-
-
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = get_parser().parse_args(argv)
-    _configure_logging(args.verbose)
-    try:
-        run(args, argv)
-    except RootletsError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    return 0
+    return run_command(get_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,93 @@
+"""What every command shares: -v, logging to stderr, and turning user errors into one line + exit code 1."""
+
+import argparse
+import logging
+import sys
+
+from sct_rootlets import __version__
+from sct_rootlets.errors import RootletsError
+from sct_rootlets.options import DILATION_SHAPES
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    misc = parser.add_argument_group("misc")
+    misc.add_argument("-overwrite", action="store_true", help="Replace existing outputs (never the inputs).")
+    misc.add_argument("-v", type=int, choices=(0, 1, 2), default=1, dest="verbose",
+                      help="Verbosity: 0 errors only, 1 progress (default), 2 debug.")
+    misc.add_argument("-version", action="version", version=f"%(prog)s {__version__}")
+
+
+def _configure_logging(verbose: int) -> None:
+    """Our messages go to stderr at the chosen level; other libraries' loggers are left alone."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("sct_rootlets")
+    logger.handlers[:] = [handler]
+    logger.setLevel({0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}[verbose])
+
+
+def run_command(parser: argparse.ArgumentParser, run, argv=None) -> int:
+    """Parse, then call run(args, argv); a RootletsError becomes `<prog>: error: <message>` and exit code 1."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        run(args, argv)
+    except RootletsError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be positive")
+    return value
+
+
+def level_range(text: str) -> tuple:
+    """'2:9' -> (2, 9)."""
+    low, sep, high = text.partition(":")
+    if not sep or not low.isdigit() or not high.isdigit() or int(low) > int(high):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a level range such as 2:9")
+    return int(low), int(high)
+
+
+def _dilation_size(text: str) -> tuple:
+    from sct_rootlets.postprocess import parse_dilation_size
+
+    try:
+        return parse_dilation_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_dilation_arguments(group) -> None:
+    """sct_maths-style dilation options: -dilate SIZE -shape SHAPE -dim DIM."""
+    group.add_argument("-dilate", type=_dilation_size, metavar="SIZE",
+                       help="Greyscale dilation as sct_maths -dilate: N or AxBxC voxels (ball/disk: radius "
+                            "without the centre; cube/square: edge length). Level values survive.")
+    group.add_argument("-shape", choices=DILATION_SHAPES, default="ball",
+                       help="Dilation footprint. Default: ball.")
+    group.add_argument("-dim", type=int, choices=(0, 1, 2),
+                       help="For disk/square: the axis the 2D footprint is orthogonal to.")
+
+
+def dilation_options(args) -> dict:
+    """PostProcessing keyword arguments from the dilation options, checked together."""
+    from sct_rootlets.postprocess import dilation_footprint
+
+    if args.dilate is None:
+        return {}
+    try:
+        dilation_footprint(args.dilate, args.shape, args.dim)
+    except ValueError as exc:
+        raise RootletsError(f"Invalid dilation: {exc}.") from None
+    return {"dilation": args.dilate, "dilation_shape": args.shape, "dilation_dim": args.dim}

@@ -1,0 +1,47 @@
+"""`sct_rootlets_levels`: rootlets + cord mask (+ PMJ, + discs) -> spinal levels, CSV tables."""
+
+import argparse
+import sys
+
+from sct_rootlets.cli.common import add_common_arguments, positive_float, run_command
+from sct_rootlets.options import LEVEL_METHODS
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sct_rootlets_levels",
+        description="Spinal levels of the cord from level-labelled rootlets: a cord map labelled with spinal "
+                    "levels and a CSV of each level's extent and distances (mm along the cord centerline) from "
+                    "the PMJ; with disc labels, vertebral levels and spinal-vs-vertebral midpoint differences.",
+        epilog="Example:\n  sct_rootlets_levels -i sub-01_T2w_rootlets.nii.gz -s sub-01_T2w_seg.nii.gz "
+               "-pmj sub-01_T2w_pmj.nii.gz -discs sub-01_T2w_labels-disc.nii.gz",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-i", required=True, metavar="ROOTLETS", help="Rootlets label map (2=C2 ... 9=T1).")
+    parser.add_argument("-s", required=True, metavar="CORD", help="Spinal cord mask on the same grid.")
+    parser.add_argument("-pmj", metavar="PMJ", help="PMJ label (one point) for distances from the PMJ.")
+    parser.add_argument("-discs", metavar="DISCS", help="Disc labels, SCT convention (3 = C2/C3, 4 = C3/C4 ...).")
+    parser.add_argument("-method", choices=LEVEL_METHODS, default="extent",
+                        help="extent: published definition (gaps and overlaps possible); gapfree: each level "
+                             "runs from the caudal end of the level above to its own. Default: extent.")
+    parser.add_argument("-dilate-mm", type=positive_float, default=3.0, dest="dilate_mm",
+                        help="Cord dilation (mm) before intersecting with the rootlets. Default: 3.")
+    parser.add_argument("-ofolder", metavar="FOLDER", help="Output folder (default: the rootlets' folder).")
+    add_common_arguments(parser)
+    return parser
+
+
+def run(args: argparse.Namespace, argv) -> None:
+    from sct_rootlets.spinal_levels import write_spinal_levels
+
+    paths = write_spinal_levels(args.i, args.s, pmj_path=args.pmj, discs_path=args.discs, method=args.method,
+                                dilate_mm=args.dilate_mm, ofolder=args.ofolder, overwrite=args.overwrite)
+    for path in paths.values():
+        print(f"Done: {path}")
+
+
+def main(argv=None) -> int:
+    return run_command(get_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
