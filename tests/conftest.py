@@ -16,7 +16,7 @@ import tiny_model  # noqa: E402
 from http_server import ModelServer  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-COMMAND = Path(sys.executable).parent / "sct_deepseg_rootlets"
+BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(autouse=True)
@@ -66,11 +66,11 @@ def write_lab_card(home: Path, name: str, urls, sha256=None, default=False) -> P
     return path
 
 
-def run_cli(*args, env_home: Path, cwd=None) -> subprocess.CompletedProcess:
-    """Run the installed console script as a user would."""
+def run_cli(*args, env_home: Path, cwd=None, command="sct_deepseg_rootlets") -> subprocess.CompletedProcess:
+    """Run an installed console script as a user would."""
     env = {**os.environ, "SCT_ROOTLETS_HOME": str(env_home)}
-    return subprocess.run([str(COMMAND), *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd,
-                          timeout=600)
+    return subprocess.run([str(BIN / command), *map(str, args)], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=600)
 
 
 def synthetic_t2w(shape=(40, 48, 24), seed=0) -> np.ndarray:
