@@ -1,0 +1,70 @@
+"""sct_deepseg_rootlets with post-processing and spinal levels in the same run, on the real scan."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import ndimage
+
+from conftest import SHARED_DATA, run_cli
+
+REAL = SHARED_DATA / "real"
+pytestmark = pytest.mark.skipif(not (REAL / "sub-fakelesion_T2w_label-SC_seg.nii.gz").is_file(),
+                                reason="../shared/data/real is not available")
+
+
+def test_postprocessing_and_levels_in_one_run(tiny_model_root, tmp_path, rootlets_home):
+    image, cord = REAL / "sub-fakelesion_T2w.nii.gz", REAL / "sub-fakelesion_T2w_label-SC_seg.nii.gz"
+    out = tmp_path / "sub-fakelesion_T2w_rootlets.nii.gz"
+    result = run_cli("-i", image, "-o", out, "-model", tiny_model_root, "-device", "cpu", "-s", cord,
+                     "-keep-levels", "2:9", "-max-distance-mm", "4", "-min-size-mm3", "2", "-levels-method",
+                     "gapfree", "-v", "0", env_home=rootlets_home)
+    assert result.returncode == 0, result.stderr
+
+    labels_image = nib.load(out)
+    labels = np.asanyarray(labels_image.dataobj)
+    cord_mask = np.asanyarray(nib.load(cord).dataobj) > 0
+    zooms = labels_image.header.get_zooms()[:3]
+    assert labels.any() and set(np.unique(labels)) <= set(range(2, 10)) | {0}
+    distance_mm = ndimage.distance_transform_edt(~cord_mask, sampling=zooms)
+    assert distance_mm[labels > 0].max() <= 4.0
+    voxel_mm3 = float(np.prod(zooms))
+    for level in np.unique(labels[labels > 0]):
+        pieces, count = ndimage.label(labels == level, structure=np.ones((3, 3, 3)))
+        assert np.bincount(pieces.ravel())[1:].min() * voxel_mm3 >= 2
+
+    sidecar = json.loads(out.with_suffix("").with_suffix(".json").read_text())
+    assert sidecar["Options"]["postprocessing"] == {"level_range": [2, 9], "max_distance_mm": 4.0,
+                                                    "min_volume_mm3": 2.0}
+    table = pd.read_csv(tmp_path / "sub-fakelesion_T2w_rootlets_spinal_levels.csv")
+    assert list(table.columns[:7]) == ["spinal_level", "fname", "slice_start", "slice_end",
+                                       "distance_from_pmj_start", "distance_from_pmj_end", "height"]
+    level_map = nib.load(tmp_path / "sub-fakelesion_T2w_rootlets_spinal_levels.nii.gz")
+    np.testing.assert_array_equal(level_map.affine, labels_image.affine)
+    assert not np.any(np.asanyarray(level_map.dataobj)[~cord_mask])
+
+
+def test_options_that_need_labels_are_refused_before_inference(tiny_model_root, tmp_path, rootlets_home):
+    image = REAL / "sub-fakelesion_T2w.nii.gz"
+    out = tmp_path / "out.nii.gz"
+    result = run_cli("-i", image, "-o", out, "-model", tiny_model_root, "-max-distance-mm", "4",
+                     env_home=rootlets_home)
+    assert result.returncode == 1 and "needs a cord mask (-s)" in result.stderr
+    result = run_cli("-i", image, "-o", out, "-model", tiny_model_root, "-dilate", "2", "-shape", "disk",
+                     env_home=rootlets_home)
+    assert result.returncode == 1 and "Invalid dilation" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dilate_command(tmp_path, rootlets_home):
+    labels = np.zeros((9, 9, 9), np.uint8)
+    labels[4, 4, 4] = 6
+    source = tmp_path / "rootlets.nii.gz"
+    nib.save(nib.Nifti1Image(labels, np.diag([0.8, 0.8, 0.8, 1])), source)
+    result = run_cli("-i", source, "-dilate", "1", "-shape", "disk", "-dim", "2", env_home=rootlets_home,
+                     command="sct_rootlets_dilate")
+    assert result.returncode == 0, result.stderr
+    dilated = np.asanyarray(nib.load(tmp_path / "rootlets_dil.nii.gz").dataobj)
+    assert dilated.sum() == 6 * 5 and dilated[4, 4, 3] == 0 and dilated[3, 4, 4] == 6
