@@ -82,18 +82,20 @@ def point_of(label_map: np.ndarray, affine: np.ndarray, value: Optional[int] = N
     return affine[:3, :3] @ ijk + affine[:3, 3], int(round(float(frame.rpi_index(ijk[frame.axis]))))
 
 
-def extents_table(extents: list, centerline: Centerline, pmj_arc: Optional[float], fname: str,
+DISTANCE_COLUMNS = ["distance_from_pmj_start", "distance_from_pmj_end", "distance_from_pmj_midpoint"]
+
+
+def extents_table(extents: list, centerline: Centerline, reference_arc: float, fname: str,
                   name_column: str = "spinal_level") -> pd.DataFrame:
-    """One row per level with the published columns (+ midpoints); distances blank without a PMJ."""
+    """One row per level with the published columns (+ midpoints); distances from `reference_arc` in mm."""
     rows = []
     for extent in extents:
         start, end = centerline.arc_at(extent.rostral), centerline.arc_at(extent.caudal)
-        reference = pmj_arc if pmj_arc is not None else np.nan
         rows.append({name_column: extent.level, "fname": fname, "slice_start": extent.rostral,
-                     "slice_end": extent.caudal, "distance_from_pmj_start": start - reference,
-                     "distance_from_pmj_end": end - reference, "height": end - start,
+                     "slice_end": extent.caudal, "distance_from_pmj_start": start - reference_arc,
+                     "distance_from_pmj_end": end - reference_arc, "height": end - start,
                      "slice_midpoint": (extent.rostral + extent.caudal) / 2,
-                     "distance_from_pmj_midpoint": (start + end) / 2 - reference})
+                     "distance_from_pmj_midpoint": (start + end) / 2 - reference_arc})
     return pd.DataFrame(rows, columns=[name_column, *SPINAL_COLUMNS[1:]])
 
 
@@ -134,8 +136,7 @@ def compute_spinal_levels(rootlets: np.ndarray, cord: np.ndarray, affine: np.nda
                           method: str = "extent", dilate_mm: float = 3.0) -> SpinalLevels:
     """Spinal levels from rootlets and a cord mask on one grid; PMJ and discs (same grid) are optional.
 
-    Without a PMJ, distances are measured from the top of the cord mask for midpoint comparisons only and the
-    `distance_from_pmj_*` columns stay empty.
+    Without a PMJ the `distance_from_pmj_*` columns are left empty (heights and midpoint differences remain).
     """
     if method not in LEVEL_METHODS:
         raise ValueError(f"method {method!r} must be one of {', '.join(LEVEL_METHODS)}")
@@ -148,15 +149,16 @@ def compute_spinal_levels(rootlets: np.ndarray, cord: np.ndarray, affine: np.nda
         if not np.any(pmj):
             raise ValueError("the PMJ label is empty")
         pmj_arc = centerline.arc_of_point(*point_of(pmj, affine))
-    spinal = extents_table(extents, centerline, pmj_arc, fname)
+    # Without a PMJ, positions are measured from the top of the centerline: enough to compare midpoints.
+    reference = pmj_arc if pmj_arc is not None else 0.0
+    spinal = extents_table(extents, centerline, reference, fname)
     result = SpinalLevels(level_map=level_map(cord, extents, centerline.frame), spinal=spinal)
     if discs is not None:
-        reference = pmj_arc if pmj_arc is not None else 0.0
-        vertebral = extents_table(vertebral_extents(discs, affine), centerline, reference, fname,
-                                  name_column="vertebral_level")
-        spinal_for_comparison = spinal if pmj_arc is not None else extents_table(extents, centerline, 0.0, fname)
-        result.differences = midpoint_differences(spinal_for_comparison, vertebral)
-        if pmj_arc is None:
-            vertebral[["distance_from_pmj_start", "distance_from_pmj_end", "distance_from_pmj_midpoint"]] = np.nan
-        result.vertebral = vertebral
+        result.vertebral = extents_table(vertebral_extents(discs, affine), centerline, reference, fname,
+                                         name_column="vertebral_level")
+        result.differences = midpoint_differences(spinal, result.vertebral)
+    if pmj_arc is None:
+        for table in (result.spinal, result.vertebral):
+            if table is not None:
+                table[DISTANCE_COLUMNS] = np.nan
     return result
