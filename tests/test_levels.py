@@ -153,7 +153,7 @@ def test_only_declared_outputs_are_written(variants, rootlets_home, tmp_path):
     spinal = pd.read_csv(out / "rootlets_spinal_levels.csv")
     assert spinal.distance_from_pmj_start.isna().all() and spinal.height.notna().all()  # no PMJ given
     differences = pd.read_csv(out / "rootlets_spinal_vs_vertebral.csv")
-    assert list(differences.level) == ["C2", "C3", "C4", "C5", "C6", "C7", "T1"]
+    assert list(differences.level) == ["C2", "C3", "C4", "C5", "C6", "C7"]  # the crop ends above the T1/T2 disc
     assert differences.difference_mm.notna().all()
 
     again = run_cli("-i", paths["rootlets"], "-s", paths["cord"], "-ofolder", out, env_home=rootlets_home,
