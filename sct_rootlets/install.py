@@ -97,12 +97,14 @@ def _hash_tree(folder: Path) -> dict:
             for path in sorted(folder.rglob("*")) if path.is_file() and path.name != PROVENANCE_FILE}
 
 
-def _expected_sha256(name: str, card_sha256: Optional[str]) -> Optional[str]:
-    """The checksum an archive for `name` must have: the card's, else the one recorded at first install."""
+def _expected_sha256(name: str, card_sha256: Optional[str]) -> tuple:
+    """(checksum an archive for `name` must have, where it comes from): the card's, else the first install's."""
     if card_sha256:
-        return card_sha256
+        return card_sha256, "the model card"
     previous = read_installation(name)
-    return previous.archive_sha256 if previous else None
+    if previous:
+        return previous.archive_sha256, f"recorded at first install; delete {previous.folder} to accept another"
+    return None, ""
 
 
 def _unpack_and_swap(archive: Path, name: str, provenance: dict) -> Path:
@@ -131,11 +133,11 @@ def _unpack_and_swap(archive: Path, name: str, provenance: dict) -> Path:
 
 
 def _install_archive(archive: Path, name: str, source: str, expected_sha256: Optional[str],
-                     version: str) -> Path:
+                     version: str, expected_from: str = "the model card") -> Path:
     actual = sha256_of_file(archive)
     if expected_sha256 and actual != expected_sha256:
-        raise InstallError(f"Checksum mismatch for {name}: expected SHA-256 {expected_sha256}, got {actual}; "
-                           f"the archive was not installed.")
+        raise InstallError(f"Checksum mismatch for {name}: expected SHA-256 {expected_sha256} ({expected_from}), "
+                           f"got {actual}; the archive was not installed.")
     provenance = {
         "name": name,
         "version": version,
@@ -172,11 +174,11 @@ def install_model(name: Optional[str] = None, *, force: bool = False, progress: 
         if not force and _is_intact(card.name):
             logger.info("Model %s is already installed in %s.", card.name, installed_folder(card.name))
             return installed_folder(card.name)
-        expected = _expected_sha256(card.name, card.sha256)
+        expected, expected_from = _expected_sha256(card.name, card.sha256)
         archive = paths.downloads_dir() / f"{card.name}.zip"
         try:
             url = download_file(card.urls, archive, progress=progress)
-            return _install_archive(archive, card.name, url, expected, card.version)
+            return _install_archive(archive, card.name, url, expected, card.version, expected_from)
         finally:
             archive.unlink(missing_ok=True)
 
@@ -216,15 +218,15 @@ def install_from(source: str, *, force: bool = False, progress: bool = True) -> 
                 logger.info("Model %s is already installed from this archive in %s.", name, installation.folder)
                 return installation.folder
             if card:
-                expected = _expected_sha256(name, card.sha256)
+                expected, expected_from = _expected_sha256(name, card.sha256)
             else:
-                expected = None
+                expected, expected_from = None, ""
                 if installation and installation.archive_sha256 != actual and not force:
                     raise InstallError(f"Model {name!r} is already installed from a different archive; use "
                                        f"-overwrite to replace it.")
             version = card.version if card else "custom"
             return _install_archive(archive, name, source if is_url else str(archive.resolve()), expected,
-                                    version)
+                                    version, expected_from)
     finally:
         if downloaded is not None:
             downloaded.unlink(missing_ok=True)

@@ -188,7 +188,7 @@ def test_archive_changed_upstream_after_first_install_is_refused(model_server, t
 
     result = run_cli("-install", "tiny", "-overwrite", env_home=rootlets_home)
 
-    assert result.returncode == 1 and "Checksum mismatch" in result.stderr
+    assert result.returncode == 1 and "Checksum mismatch" in result.stderr and "recorded at first install" in result.stderr
     assert install.read_installation("tiny").provenance == first
     resolve_model("tiny")  # the first installation is intact and still usable
 
