@@ -1,0 +1,43 @@
+"""Rootlets QC entries from files: the Python API behind -qc and `sct_rootlets_qc`."""
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from sct_rootlets.image import check_same_grid, load_input_image, load_label_image
+from sct_rootlets.levels import spinal_level_name
+from sct_rootlets.qc.entries import EntryImages, add_entry
+from sct_rootlets.qc.pictures import axial_mosaic, sagittal_overview, save_png
+
+
+def _renderer(pictures):
+    def render(images: EntryImages) -> None:
+        background, overlay = pictures()
+        save_png(background, images.background)
+        save_png(overlay, images.overlay)
+    return render
+
+
+def rootlets_qc(qc_dir, image_path, rootlets_path, *, cord_path=None, levels_csv=None, command: str,
+                cmdline: str, dataset: Optional[str] = None, subject: Optional[str] = None) -> list:
+    """Add an axial-mosaic entry and a sagittal-overview entry for one image; return the entries' JSON paths.
+
+    `levels_csv` (a spinal-levels table, see sct_rootlets_levels) adds level bars to the sagittal overview.
+    """
+    image = load_input_image(image_path)
+    rootlets = load_label_image(rootlets_path, "rootlets map")
+    cord = load_label_image(cord_path, "cord mask") if cord_path else None
+    check_same_grid(image, rootlets, *([cord] if cord else []))
+    levels = pd.read_csv(levels_csv) if levels_csv else None
+    cord_data = cord.data if cord else None
+    arrays = (image.data, rootlets.data, image.nifti.affine, image.zooms)
+    present = sorted(int(v) for v in np.unique(rootlets.data[rootlets.data > 0]))
+    common = {"input_path": Path(image_path), "command": command, "cmdline": cmdline, "dataset": dataset,
+              "subject": subject, "extras": {"levels": [spinal_level_name(v) for v in present]}}
+    return [
+        add_entry(qc_dir, plane="Axial", render=_renderer(lambda: axial_mosaic(*arrays, cord=cord_data)), **common),
+        add_entry(qc_dir, plane="Sagittal",
+                  render=_renderer(lambda: sagittal_overview(*arrays, cord=cord_data, levels=levels)), **common),
+    ]
