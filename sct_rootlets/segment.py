@@ -115,6 +115,14 @@ def _write_outputs(plan: OutputPlan, labels, reference: nib.Nifti1Image, sidecar
 
 
 @dataclass(frozen=True)
+class QcOptions:
+    """Where to add QC entries (None: no QC) and the names to file them under."""
+    folder: Optional[Path] = None
+    dataset: Optional[str] = None
+    subject: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class Anatomy:
     """Optional labels on the input's grid for one input: cord mask, PMJ and disc labels (paths)."""
     cord: Optional[Path] = None
@@ -142,11 +150,13 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
                      folds: Optional[Sequence[str]] = None, device: str = "auto", tta: bool = False,
                      step_size: float = 0.5, threads: Optional[int] = None, overwrite: bool = False,
                      progress: bool = False, command_line: Optional[str] = None,
-                     postprocessing: PostProcessing = PostProcessing(), anatomy: Anatomy = Anatomy()) -> list:
+                     postprocessing: PostProcessing = PostProcessing(), anatomy: Anatomy = Anatomy(),
+                     qc: QcOptions = QcOptions()) -> list:
     """Segment each input with one loaded model; return the written label-map paths.
 
     `model` is an installed model name or an nnU-Net model folder (None: the installed default model).
-    `postprocessing` cleans each label map; `anatomy` (one input only) adds spinal levels from a cord mask.
+    `postprocessing` cleans each label map; `anatomy` (one input only) adds spinal levels from a cord mask;
+    `qc` adds report entries for each input.
     Raises a RootletsError subclass, with a message for the user, for anything the user can fix.
     """
     from sct_rootlets.inference import InferenceSession, select_device  # torch loads only when segmenting
@@ -180,8 +190,16 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
         _write_outputs(plan, labels, image.nifti, sidecar, overwrite)
         logger.info("Wrote %s", plan.image)
         written.append(plan.image)
+    levels = {}
     if anatomy.cord is not None:
         levels = write_spinal_levels(written[0], anatomy.cord, pmj_path=anatomy.pmj, discs_path=anatomy.discs,
                                      method=anatomy.levels_method, overwrite=overwrite)
         logger.info("Wrote %s", ", ".join(str(p) for p in levels.values()))
+    if qc.folder is not None:
+        from sct_rootlets.qc.report import rootlets_qc
+
+        for plan, labels_path in zip(plans, written):
+            rootlets_qc(qc.folder, plan.input, labels_path, cord_path=anatomy.cord, levels_csv=levels.get("spinal"),
+                        command="sct_deepseg_rootlets", cmdline=command_line, dataset=qc.dataset,
+                        subject=qc.subject)
     return written

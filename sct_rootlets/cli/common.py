@@ -26,6 +26,15 @@ def _configure_logging(verbose: int) -> None:
     logger.setLevel({0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}[verbose])
 
 
+def add_qc_arguments(parser: argparse.ArgumentParser) -> None:
+    qc = parser.add_argument_group("quality control (SCT 7.x report format)")
+    qc.add_argument("-qc", metavar="FOLDER", help="Add QC entries (axial mosaic + sagittal overview) to this folder.")
+    qc.add_argument("-qc-dataset", metavar="NAME", dest="qc_dataset",
+                    help="Dataset name in the report (default: the input's 3rd parent folder).")
+    qc.add_argument("-qc-subject", metavar="NAME", dest="qc_subject",
+                    help="Subject name in the report (default: the input's 2nd parent folder).")
+
+
 def run_command(parser: argparse.ArgumentParser, run, argv=None) -> int:
     """Parse, then call run(args, argv); a RootletsError becomes `<prog>: error: <message>` and exit code 1."""
     argv = list(sys.argv[1:] if argv is None else argv)

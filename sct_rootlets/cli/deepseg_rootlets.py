@@ -4,8 +4,8 @@ import argparse
 import shlex
 import sys
 
-from sct_rootlets.cli.common import (add_common_arguments, add_dilation_arguments, dilation_options, level_range,
-                                     positive_float, run_command)
+from sct_rootlets.cli.common import (add_common_arguments, add_dilation_arguments, add_qc_arguments,
+                                     dilation_options, level_range, positive_float, run_command)
 from sct_rootlets.options import LEVEL_METHODS
 
 PROG = "sct_deepseg_rootlets"
@@ -77,6 +77,7 @@ def get_parser() -> argparse.ArgumentParser:
     levels.add_argument("-discs", metavar="DISCS", help="Disc labels (SCT: 3 = C2/C3 ...): vertebral levels.")
     levels.add_argument("-levels-method", choices=LEVEL_METHODS, default="extent", dest="levels_method",
                         help="extent (published) or gapfree (levels tile the cord). Default: extent.")
+    add_qc_arguments(parser)
     add_common_arguments(parser)
     return parser
 
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace, argv) -> None:
         from sct_rootlets.segment import segment_rootlets
 
         from sct_rootlets.postprocess import PostProcessing
-        from sct_rootlets.segment import Anatomy
+        from sct_rootlets.segment import Anatomy, QcOptions
 
         postprocessing = PostProcessing(level_range=args.keep_levels, below_disc=args.remove_below_disc,
                                         max_distance_mm=args.max_distance_mm, min_volume_mm3=args.min_size_mm3,
@@ -122,7 +123,7 @@ def run(args: argparse.Namespace, argv) -> None:
                                    device=args.device, tta=args.tta, step_size=args.step_size,
                                    threads=args.threads, overwrite=args.overwrite, progress=progress,
                                    command_line=shlex.join([PROG, *argv]), postprocessing=postprocessing,
-                                   anatomy=anatomy)
+                                   anatomy=anatomy, qc=QcOptions(args.qc, args.qc_dataset, args.qc_subject))
         for path in written:
             print(f"Done: {path}")
 

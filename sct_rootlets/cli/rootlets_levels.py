@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from sct_rootlets.cli.common import add_common_arguments, positive_float, run_command
+from sct_rootlets.cli.common import add_common_arguments, add_qc_arguments, positive_float, run_command
 from sct_rootlets.options import LEVEL_METHODS
 
 
@@ -26,17 +26,30 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("-dilate-mm", type=positive_float, default=3.0, dest="dilate_mm",
                         help="Cord dilation (mm) before intersecting with the rootlets. Default: 3.")
     parser.add_argument("-ofolder", metavar="FOLDER", help="Output folder (default: the rootlets' folder).")
+    parser.add_argument("-img", metavar="IMAGE", help="The anatomical image, as QC background (needed with -qc).")
+    add_qc_arguments(parser)
     add_common_arguments(parser)
     return parser
 
 
 def run(args: argparse.Namespace, argv) -> None:
+    import shlex
+
+    from sct_rootlets.errors import RootletsError
     from sct_rootlets.spinal_levels import write_spinal_levels
 
+    if args.qc and not args.img:
+        raise RootletsError("A QC report (-qc) needs the anatomical image as background (-img).")
     paths = write_spinal_levels(args.i, args.s, pmj_path=args.pmj, discs_path=args.discs, method=args.method,
                                 dilate_mm=args.dilate_mm, ofolder=args.ofolder, overwrite=args.overwrite)
     for path in paths.values():
         print(f"Done: {path}")
+    if args.qc:
+        from sct_rootlets.qc.report import rootlets_qc
+
+        rootlets_qc(args.qc, args.img, args.i, cord_path=args.s, levels_csv=paths["spinal"],
+                    command="sct_rootlets_levels", cmdline=shlex.join(["sct_rootlets_levels", *argv]),
+                    dataset=args.qc_dataset, subject=args.qc_subject)
 
 
 def main(argv=None) -> int:

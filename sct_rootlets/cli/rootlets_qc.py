@@ -1,0 +1,44 @@
+"""`sct_rootlets_qc`: (re)build QC entries for files that already exist."""
+
+import argparse
+import shlex
+import sys
+
+from sct_rootlets.cli.common import add_common_arguments, run_command
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sct_rootlets_qc",
+        description="Add rootlets QC entries (axial mosaic of every slice with rootlets, sagittal overview with "
+                    "spinal-level bars) for existing files to a QC folder that SCT's viewer and ours open.",
+        epilog="Example:\n  sct_rootlets_qc -i sub-01_T2w.nii.gz -s sub-01_T2w_rootlets.nii.gz "
+               "-levels sub-01_T2w_rootlets_spinal_levels.csv -qc qc",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-i", required=True, metavar="IMAGE", help="Anatomical image (background).")
+    parser.add_argument("-s", required=True, metavar="ROOTLETS", help="Rootlets label map on the image's grid.")
+    parser.add_argument("-cord", metavar="CORD", help="Cord mask: axial tiles are centred on it.")
+    parser.add_argument("-levels", metavar="CSV", help="Spinal-levels CSV (sct_rootlets_levels) for level bars.")
+    parser.add_argument("-qc", required=True, metavar="FOLDER", help="QC folder.")
+    parser.add_argument("-qc-dataset", metavar="NAME", dest="qc_dataset", help="Dataset name in the report.")
+    parser.add_argument("-qc-subject", metavar="NAME", dest="qc_subject", help="Subject name in the report.")
+    add_common_arguments(parser)
+    return parser
+
+
+def run(args: argparse.Namespace, argv) -> None:
+    from sct_rootlets.qc.report import rootlets_qc
+
+    entries = rootlets_qc(args.qc, args.i, args.s, cord_path=args.cord, levels_csv=args.levels,
+                          command="sct_rootlets_qc", cmdline=shlex.join(["sct_rootlets_qc", *argv]),
+                          dataset=args.qc_dataset, subject=args.qc_subject)
+    for entry in entries:
+        print(f"QC entry: {entry}")
+
+
+def main(argv=None) -> int:
+    return run_command(get_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
