@@ -98,7 +98,9 @@
     if (actions[event.key]) { event.preventDefault(); actions[event.key](); }
   });
   [subjectFilter, levelFilter, textFilter].forEach(function (control) {
-    control.addEventListener("input", function () { selected = -1; render(); });
+    ["input", "change"].forEach(function (type) {
+      control.addEventListener(type, function () { selected = -1; render(); });
+    });
   });
   document.getElementById("export-button").addEventListener("click", exportFailing);
   render();

@@ -1,0 +1,93 @@
+"""Our QC viewer in headless Chromium: lists every entry, navigates by keyboard, keeps marks across a reload,
+exports the failing subjects, and logs no console error with 50 entries."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sct_rootlets.qc.entries import add_entry
+from sct_rootlets.qc.pictures import save_png
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                                reason="Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
+
+
+def _tiny_pictures(images):
+    background = np.full((40, 60, 3), 90, np.uint8)
+    overlay = np.zeros((40, 60, 4), np.uint8)
+    overlay[18:22, 28:32] = (242, 140, 40, 255)
+    save_png(background, images.background)
+    save_png(overlay, images.overlay)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    """50 entries (10 subjects x 5) written by the real entry writer."""
+    root = tmp_path_factory.mktemp("browser")
+    qc_dir = root / "qc"
+    for index in range(50):
+        subject = f"sub-{index // 5:02d}"
+        image = root / "ds" / subject / "anat" / f"{subject}_T2w.nii.gz"
+        add_entry(qc_dir, input_path=image, command="sct_deepseg_rootlets", cmdline=f"entry {index}",
+                  plane="Axial" if index % 2 == 0 else "Sagittal", render=_tiny_pictures,
+                  extras={"levels": ["C5", "C6"] if index % 2 else ["C2"]})
+    return qc_dir
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--window-size=1400,900",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options.add_experimental_option("prefs", {"download.default_directory": str(tmp_path_factory.mktemp("dl"))})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def _rows(driver):
+    return driver.find_elements("css selector", "#entries tbody tr")
+
+
+def _severe_console_messages(driver):
+    return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def test_viewer_lists_navigates_marks_and_exports(browser, report, tmp_path):
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    browser.get((report / "index.html").as_uri())
+    assert len(_rows(browser)) == 50
+    body = browser.find_element("tag name", "body")
+    for _ in range(12):
+        body.send_keys(Keys.ARROW_DOWN)
+    selected = browser.find_elements("css selector", "#entries tbody tr.selected")
+    assert len(selected) == 1 and selected[0].find_elements("tag name", "td")[0].text == "13"
+    assert browser.find_element("id", "background").get_attribute("src").endswith("background_img.png")
+    assert browser.execute_script("return document.getElementById('background').naturalWidth") == 60
+
+    body.send_keys("f")  # entry 13 belongs to sub-02
+    browser.refresh()
+    marks = [row.find_elements("tag name", "td")[8].text for row in _rows(browser)]
+    assert marks.count("fail") == 1 and marks[12] == "fail"
+
+    browser.find_element("id", "export-button").click()
+    assert browser.find_element("id", "export").get_attribute("value") == "sub-02"
+
+    Select(browser.find_element("id", "level-filter")).select_by_value("C2")
+    assert len(_rows(browser)) == 25
+    browser.save_screenshot(str(tmp_path / "viewer.png"))
+    assert (tmp_path / "viewer.png").stat().st_size > 10_000
+    assert _severe_console_messages(browser) == []
