@@ -68,3 +68,26 @@ def test_dilate_command(tmp_path, rootlets_home):
     assert result.returncode == 0, result.stderr
     dilated = np.asanyarray(nib.load(tmp_path / "rootlets_dil.nii.gz").dataobj)
     assert dilated.sum() == 6 * 5 and dilated[4, 4, 3] == 0 and dilated[3, 4, 4] == 6
+
+
+def test_qc_entries_from_segmentation_and_levels(tiny_model_root, tmp_path, rootlets_home):
+    image, cord = REAL / "sub-fakelesion_T2w.nii.gz", REAL / "sub-fakelesion_T2w_label-SC_seg.nii.gz"
+    out = tmp_path / "seg" / "sub-fakelesion_T2w_rootlets.nii.gz"
+    qc = tmp_path / "qc"
+    result = run_cli("-i", image, "-o", out, "-model", tiny_model_root, "-device", "cpu", "-s", cord, "-qc", qc,
+                     "-qc-dataset", "study", "-qc-subject", "sub-fakelesion", "-v", "0", env_home=rootlets_home)
+    assert result.returncode == 0, result.stderr
+    listed = json.loads((qc / "js" / "datasets.js").read_text().split("window.SCT_QC_DATASETS = ")[1][:-2])
+    assert [(e["command"], e["plane"], e["subject"], e["dataset"]) for e in listed] == [
+        ("sct_deepseg_rootlets", "Axial", "sub-fakelesion", "study"),
+        ("sct_deepseg_rootlets", "Sagittal", "sub-fakelesion", "study")]
+    assert listed[0]["cmdline"].startswith("sct_deepseg_rootlets -i ")
+
+    refused = run_cli("-i", out, "-s", cord, "-qc", qc, "-ofolder", tmp_path / "levels", env_home=rootlets_home,
+                      command="sct_rootlets_levels")
+    assert refused.returncode == 1 and "needs the anatomical image as background (-img)" in refused.stderr
+    assert not (tmp_path / "levels").exists()
+    levels = run_cli("-i", out, "-s", cord, "-img", image, "-qc", qc, "-ofolder", tmp_path / "levels",
+                     env_home=rootlets_home, command="sct_rootlets_levels")
+    assert levels.returncode == 0, levels.stderr
+    assert len(list((qc / "_json").glob("qc_*.json"))) == 4
