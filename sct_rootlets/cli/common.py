@@ -26,9 +26,10 @@ def _configure_logging(verbose: int) -> None:
     logger.setLevel({0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}[verbose])
 
 
-def add_qc_arguments(parser: argparse.ArgumentParser) -> None:
+def add_qc_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
     qc = parser.add_argument_group("quality control (SCT 7.x report format)")
-    qc.add_argument("-qc", metavar="FOLDER", help="Add QC entries (axial mosaic + sagittal overview) to this folder.")
+    qc.add_argument("-qc", metavar="FOLDER", required=required,
+                    help="Add QC entries (axial mosaic + sagittal overview) to this folder.")
     qc.add_argument("-qc-dataset", metavar="NAME", dest="qc_dataset",
                     help="Dataset name in the report (default: the input's 3rd parent folder).")
     qc.add_argument("-qc-subject", metavar="NAME", dest="qc_subject",

@@ -4,7 +4,7 @@ import argparse
 import shlex
 import sys
 
-from sct_rootlets.cli.common import add_common_arguments, run_command
+from sct_rootlets.cli.common import add_common_arguments, add_qc_arguments, run_command
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -19,9 +19,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("-s", required=True, metavar="ROOTLETS", help="Rootlets label map on the image's grid.")
     parser.add_argument("-cord", metavar="CORD", help="Cord mask: axial tiles are centred on it.")
     parser.add_argument("-levels", metavar="CSV", help="Spinal-levels CSV (sct_rootlets_levels) for level bars.")
-    parser.add_argument("-qc", required=True, metavar="FOLDER", help="QC folder.")
-    parser.add_argument("-qc-dataset", metavar="NAME", dest="qc_dataset", help="Dataset name in the report.")
-    parser.add_argument("-qc-subject", metavar="NAME", dest="qc_subject", help="Subject name in the report.")
+    add_qc_arguments(parser, required=True)
     add_common_arguments(parser)
     return parser
 
