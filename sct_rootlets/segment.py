@@ -107,9 +107,11 @@ def sidecar_content(*, command_line: str, model: ResolvedModel, options: dict) -
     }
 
 
-def _write_outputs(plan: OutputPlan, labels, reference: nib.Nifti1Image, sidecar: dict, overwrite: bool) -> None:
-    plan.image.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_paths([plan.image, plan.sidecar], overwrite=overwrite) as (image_tmp, sidecar_tmp):
+def write_label_map(image_path: Path, sidecar_path: Path, labels, reference: nib.Nifti1Image, sidecar: dict,
+                    overwrite: bool) -> None:
+    """Write a label map on the reference grid and its JSON sidecar, both or neither."""
+    image_path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_paths([image_path, sidecar_path], overwrite=overwrite) as (image_tmp, sidecar_tmp):
         nib.save(label_image_like(labels, reference), image_tmp)
         sidecar_tmp.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
 
@@ -187,7 +189,7 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
                                       cord=anatomy_labels.get("cord"), discs=anatomy_labels.get("discs"))
         options = {**session.options, "input": str(plan.input), "postprocessing": postprocessing.as_dict()}
         sidecar = sidecar_content(command_line=command_line, model=resolved, options=options)
-        _write_outputs(plan, labels, image.nifti, sidecar, overwrite)
+        write_label_map(plan.image, plan.sidecar, labels, image.nifti, sidecar, overwrite)
         logger.info("Wrote %s", plan.image)
         written.append(plan.image)
     levels = {}

@@ -36,9 +36,18 @@ def add_qc_arguments(parser: argparse.ArgumentParser, required: bool = False) ->
                     help="Subject name in the report (default: the input's 2nd parent folder).")
 
 
-def run_command(parser: argparse.ArgumentParser, run, argv=None) -> int:
-    """Parse, then call run(args, argv); a RootletsError becomes `<prog>: error: <message>` and exit code 1."""
+def run_command(parser: argparse.ArgumentParser, run, argv=None, prepare=None) -> int:
+    """Parse, then call run(args, argv); a RootletsError becomes `<prog>: error: <message>` and exit code 1.
+
+    `prepare(parser, argv)`, if given, may set parser defaults (e.g. from a config file) before parsing.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if prepare is not None:
+            prepare(parser, argv)
+    except RootletsError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 1
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
     try:

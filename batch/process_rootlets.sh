@@ -1,0 +1,59 @@
+#!/bin/bash
+#
+# Rootlets for one subject, for sct_run_batch:
+#   sct_run_batch -path-data DS -path-output OUT -script batch/process_rootlets.sh [-script-args "MODEL"] -jobs N
+#
+# $1 = sub-XX or sub-XX/ses-YY (sct_run_batch passes it); $2 (optional) = model name or folder.
+# Uses PATH_DATA, PATH_DATA_PROCESSED, PATH_RESULTS, PATH_LOG and PATH_QC as sct_run_batch sets them.
+# A manual cord mask in $PATH_DATA/derivatives/labels is preferred; otherwise SCT makes one if it is installed;
+# without either, rootlets are segmented and spinal levels are skipped. Each job uses
+# SCT_ROOTLETS_THREADS threads (default 1), so -jobs N never oversubscribes the CPUs.
+
+set -euo pipefail
+set -x
+
+SUBJECT=$1
+MODEL=${2:-}
+THREADS=${SCT_ROOTLETS_THREADS:-1}
+export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
+
+for var in PATH_DATA PATH_DATA_PROCESSED PATH_RESULTS PATH_QC; do
+  if [[ -z "${!var:-}" ]]; then echo "process_rootlets.sh: $var is not set (run me through sct_run_batch)" >&2; exit 2; fi
+done
+
+# BIDS names: sub-XX/ses-YY -> sub-XX_ses-YY
+FILE_PREFIX=${SUBJECT//\//_}
+mkdir -p "$PATH_DATA_PROCESSED/$SUBJECT" "$PATH_RESULTS"
+rsync -a --exclude 'derivatives' "$PATH_DATA/$SUBJECT/" "$PATH_DATA_PROCESSED/$SUBJECT/" 2>/dev/null \
+  || cp -r "$PATH_DATA/$SUBJECT/." "$PATH_DATA_PROCESSED/$SUBJECT/"
+cd "$PATH_DATA_PROCESSED/$SUBJECT/anat"
+
+MODEL_ARGS=()
+[[ -n "$MODEL" ]] && MODEL_ARGS=(-model "$MODEL")
+
+shopt -s nullglob
+for image in "${FILE_PREFIX}"*_T2w.nii.gz; do
+  stem=${image%.nii.gz}
+  manual_cord="$PATH_DATA/derivatives/labels/$SUBJECT/anat/${stem}_label-SC_seg.nii.gz"
+  CORD_ARGS=()
+  if [[ -f "$manual_cord" ]]; then
+    cp "$manual_cord" "${stem}_label-SC_seg.nii.gz"
+    CORD_ARGS=(-s "${stem}_label-SC_seg.nii.gz")
+  elif command -v sct_deepseg >/dev/null; then
+    sct_deepseg spinalcord -i "$image" -o "${stem}_label-SC_seg.nii.gz" -qc "$PATH_QC" -qc-subject "$FILE_PREFIX"
+    CORD_ARGS=(-s "${stem}_label-SC_seg.nii.gz")
+  fi
+  sct_deepseg_rootlets -i "$image" -o "${stem}_label-rootlets_dseg.nii.gz" "${MODEL_ARGS[@]}" -threads "$THREADS" \
+    "${CORD_ARGS[@]}" -qc "$PATH_QC" -qc-subject "$FILE_PREFIX" -overwrite -v 1
+
+  levels_csv="${stem}_label-rootlets_dseg_spinal_levels.csv"
+  if [[ -f "$levels_csv" ]]; then
+    # Append to one results table; flock serialises the jobs that sct_run_batch runs in parallel.
+    (
+      flock 9
+      summary="$PATH_RESULTS/spinal_levels.csv"
+      [[ -s "$summary" ]] || head -n 1 "$levels_csv" > "$summary"
+      tail -n +2 "$levels_csv" >> "$summary"
+    ) 9>"$PATH_RESULTS/.spinal_levels.lock"
+  fi
+done

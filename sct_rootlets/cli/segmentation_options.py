@@ -1,0 +1,61 @@
+"""Options shared by the commands that segment (`sct_deepseg_rootlets`, `sct_rootlets_batch`)."""
+
+import argparse
+
+from sct_rootlets.cli.common import add_dilation_arguments, dilation_options, level_range, positive_float
+from sct_rootlets.options import LEVEL_METHODS
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _step_size(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1]")
+    return value
+
+
+def add_segmentation_arguments(parser: argparse.ArgumentParser) -> None:
+    """Model, device and sliding-window options, then per-level post-processing."""
+    options = parser.add_argument_group("segmentation options")
+    options.add_argument("-model", metavar="NAME_OR_FOLDER",
+                         help="Installed model name, or an nnU-Net model folder (e.g. one SCT installed). "
+                              "Default: the installed default model.")
+    options.add_argument("-folds", nargs="+", metavar="FOLD",
+                         help="Folds to ensemble (e.g. 0 1 or all). Default: every numbered fold present.")
+    options.add_argument("-device", default="auto",
+                         help="auto (CUDA when available), cpu, cuda or cuda:N. Default: auto.")
+    options.add_argument("-tta", action="store_true",
+                         help="Test-time augmentation by mirroring (about 8 times slower).")
+    options.add_argument("-step-size", type=_step_size, default=0.5, dest="step_size",
+                         help="Sliding-window step as a fraction of the patch size. Default: 0.5.")
+    options.add_argument("-threads", type=_positive_int, metavar="N",
+                         help="CPU threads for the network. Default: all CPUs available to this process.")
+    post = parser.add_argument_group("per-level post-processing (in this order)")
+    post.add_argument("-keep-levels", type=level_range, metavar="LOW:HIGH", dest="keep_levels",
+                      help="Keep only label values LOW..HIGH, e.g. 2:9 for C2..T1.")
+    post.add_argument("-remove-below-disc", type=int, metavar="VALUE", dest="remove_below_disc",
+                      help="Remove rootlets caudal to this disc label (SCT: 3 = C2/C3); needs -discs.")
+    post.add_argument("-max-distance-mm", type=positive_float, metavar="MM", dest="max_distance_mm",
+                      help="Remove rootlets farther than MM from the cord mask; needs -s.")
+    post.add_argument("-min-size-mm3", type=positive_float, metavar="MM3", dest="min_size_mm3",
+                      help="Remove connected pieces of each level smaller than MM3 cubic millimetres.")
+    add_dilation_arguments(post)
+
+
+def add_levels_method_argument(group) -> None:
+    group.add_argument("-levels-method", choices=LEVEL_METHODS, default="extent", dest="levels_method",
+                       help="extent (published) or gapfree (levels tile the cord). Default: extent.")
+
+
+def postprocessing_from_args(args):
+    from sct_rootlets.postprocess import PostProcessing
+
+    return PostProcessing(level_range=args.keep_levels, below_disc=args.remove_below_disc,
+                          max_distance_mm=args.max_distance_mm, min_volume_mm3=args.min_size_mm3,
+                          **dilation_options(args))

@@ -1,0 +1,170 @@
+"""Whole datasets: discovery, failure isolation, resume, local pool vs Dask, and the sct_run_batch script."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import BIN, ras_image, run_cli, synthetic_t2w
+from sct_rootlets import bids
+
+REPO = Path(__file__).resolve().parents[1]
+SHAPE = (24, 28, 16)
+
+
+def _image(seed: int) -> nib.Nifti1Image:
+    return ras_image(synthetic_t2w(SHAPE, seed=seed))
+
+
+def _cord(image: nib.Nifti1Image) -> nib.Nifti1Image:
+    cord = np.zeros(SHAPE, np.uint8)
+    cord[8:12, 15:19, :] = 1
+    return nib.Nifti1Image(cord, image.affine)
+
+
+def make_dataset(root: Path) -> Path:
+    """10 subjects, 12 T2w images (sub-03 has two sessions, sub-05 two runs), 2 of them corrupt; manual cord
+    masks for sub-01 and sub-02; a T1w image and a derivatives folder that must be skipped."""
+    dataset = root / "ds"
+    names = [f"sub-{i:02d}/anat/sub-{i:02d}_T2w" for i in (1, 2, 4, 6, 7, 8, 9, 10)]
+    names += ["sub-03/ses-01/anat/sub-03_ses-01_T2w", "sub-03/ses-02/anat/sub-03_ses-02_T2w",
+              "sub-05/anat/sub-05_run-1_T2w", "sub-05/anat/sub-05_run-2_T2w"]
+    for seed, name in enumerate(sorted(names)):
+        path = dataset / f"{name}.nii.gz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nib.save(_image(seed), path)
+    (dataset / "sub-07/anat/sub-07_T2w.nii.gz").write_bytes(b"not a nifti")                      # corrupt
+    nib.save(nib.Nifti1Image(np.zeros(SHAPE, np.int16), np.eye(4)), dataset / "sub-09/anat/sub-09_T2w.nii.gz")
+    nib.save(_image(99), dataset / "sub-01/anat/sub-01_T1w.nii.gz")
+    for subject in ("sub-01", "sub-02"):
+        labels = dataset / "derivatives/labels" / subject / "anat"
+        labels.mkdir(parents=True)
+        nib.save(_cord(_image(0)), labels / f"{subject}_T2w_label-SC_seg.nii.gz")
+    (dataset / "dataset_description.json").write_text('{"Name": "test", "BIDSVersion": "1.9.0"}')
+    return dataset
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("bids"))
+
+
+def test_discovery_reports_what_it_skips(dataset):
+    images, skipped = bids.discover(dataset)
+    assert len(images) == 12
+    assert {i.key for i in images} >= {"sub-03/ses-01", "sub-03/ses-02", "sub-05"}
+    assert sum(i.subject == "sub-05" for i in images) == 2
+    assert [(p.name, reason) for p, reason in skipped] == [("sub-01_T1w.nii.gz", "not a T2w image")]
+    assert next(i for i in images if i.subject == "sub-01").labels["cord"].name == "sub-01_T2w_label-SC_seg.nii.gz"
+    assert [i.key for i in bids.select(images, include="sub-03")] == ["sub-03/ses-01", "sub-03/ses-02"]
+    assert len(bids.select(images, include="sub-01, sub-02")) == 2
+    assert len(bids.select(images, exclude="^sub-0[1-5]")) == 5
+
+
+def _outputs(out: Path) -> dict:
+    return {p.relative_to(out): p.stat().st_mtime_ns
+            for p in sorted((out / "derivatives/labels").rglob("*_label-rootlets_dseg*"))}
+
+
+def test_failures_are_isolated_and_resume_recomputes_nothing(dataset, tiny_model_root, tmp_path, rootlets_home):
+    out = tmp_path / "out"
+    first = run_cli("-path-data", dataset, "-path-output", out, "-model", tiny_model_root, "-device", "cpu",
+                    "-v", "0", env_home=rootlets_home, command="sct_rootlets_batch")
+    assert first.returncode == 1
+    error = first.stderr.strip().splitlines()[-1]
+    assert error.startswith("sct_rootlets_batch: error: 2 of 12 image(s) failed: ")
+    assert "sub-07 (sub-07_T2w.nii.gz:" in error and "sub-09 (sub-09_T2w.nii.gz:" in error
+    dsegs = sorted((out / "derivatives/labels").rglob("*_label-rootlets_dseg.nii.gz"))
+    assert len(dsegs) == 10
+    assert (out / "derivatives/labels/sub-03/ses-02/anat/sub-03_ses-02_T2w_label-rootlets_dseg.nii.gz").is_file()
+    assert sorted(p.name for p in (out / "log").iterdir()) == ["sub-07_T2w.log", "sub-09_T2w.log"]
+    assert not list((out / "derivatives/labels").glob("sub-0[79]/**/*.nii.gz")), "failures leave no outputs"
+    description = json.loads((out / "derivatives/labels/dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative"
+    levels = out / "derivatives/labels/sub-01/anat/sub-01_T2w_label-rootlets_dseg_spinal_levels.csv"
+    assert levels.is_file()
+    summary = pd.read_csv(out / "results/rootlets_summary.csv")
+    assert summary.groupby(["subject", "session", "image"], dropna=False).ngroups == 10
+    assert summary.loc[summary.subject == "sub-01", "slice_start"].notna().any()
+    assert (summary.voxels > 0).all()
+    datasets_js = (out / "qc/js/datasets.js").read_text()
+    assert datasets_js.count('"command": "sct_rootlets_batch"') == 20
+
+    before = _outputs(out)
+    again = run_cli("-path-data", dataset, "-path-output", out, "-model", tiny_model_root, "-device", "cpu",
+                    "-resume", "-v", "0", env_home=rootlets_home, command="sct_rootlets_batch")
+    assert again.returncode == 1 and "Done: 0 segmented, 10 up to date, 2 failed." in again.stdout
+    assert _outputs(out) == before, "nothing recomputed"
+
+    refused = run_cli("-path-data", dataset, "-path-output", out, "-model", tiny_model_root,
+                      env_home=rootlets_home, command="sct_rootlets_batch")
+    assert refused.returncode == 1 and "use -resume" in refused.stderr
+
+    changed = run_cli("-path-data", dataset, "-path-output", out, "-model", tiny_model_root, "-device", "cpu",
+                      "-resume", "-step-size", "0.75", "-include", "sub-01 sub-02", "-v", "0",
+                      env_home=rootlets_home, command="sct_rootlets_batch")
+    assert changed.returncode == 0 and "Done: 2 segmented, 0 up to date, 0 failed." in changed.stdout
+
+
+def test_a_different_model_invalidates_resume(dataset, tiny_model_root, tmp_path, rootlets_home):
+    import tiny_model
+
+    out = tmp_path / "out"
+    args = ("-path-data", dataset, "-path-output", out, "-device", "cpu", "-include", "sub-02", "-v", "0")
+    assert run_cli(*args, "-model", tiny_model_root, env_home=rootlets_home,
+                   command="sct_rootlets_batch").returncode == 0
+    other = tmp_path / "other_model"
+    tiny_model.build_model_folder(other, folds=("0",))
+    rerun = run_cli(*args, "-model", other, "-resume", env_home=rootlets_home, command="sct_rootlets_batch")
+    assert rerun.returncode == 0 and "Done: 1 segmented, 0 up to date" in rerun.stdout
+
+
+def test_local_pool_and_dask_cluster_give_identical_outputs(dataset, tiny_model_root, tmp_path, rootlets_home):
+    from dask.distributed import LocalCluster
+
+    common = ("-path-data", dataset, "-model", tiny_model_root, "-device", "cpu", "-exclude", "sub-07 sub-09",
+              "-no-qc", "-v", "0")
+    pool = run_cli(*common, "-path-output", tmp_path / "pool", "-jobs", "2", env_home=rootlets_home,
+                   command="sct_rootlets_batch")
+    assert pool.returncode == 0, pool.stderr
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        on_dask = run_cli(*common, "-path-output", tmp_path / "dask", "-scheduler", cluster.scheduler_address,
+                          env_home=rootlets_home, command="sct_rootlets_batch")
+    assert on_dask.returncode == 0, on_dask.stderr
+    pool_maps = sorted((tmp_path / "pool/derivatives/labels").rglob("*_dseg.nii.gz"))
+    assert len(pool_maps) == 10
+    for path in pool_maps:
+        twin = tmp_path / "dask" / path.relative_to(tmp_path / "pool")
+        np.testing.assert_array_equal(np.asanyarray(nib.load(path).dataobj), np.asanyarray(nib.load(twin).dataobj))
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "pool/results/rootlets_summary.csv"),
+                                  pd.read_csv(tmp_path / "dask/results/rootlets_summary.csv"))
+
+
+def test_process_script_under_the_sct_run_batch_contract(dataset, tiny_model_root, tmp_path):
+    """A stand-in for sct_run_batch: its environment variables and $1, without SCT installed."""
+    out = tmp_path / "run"
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "SCT_ROOTLETS_HOME": str(tmp_path / "h"),
+           "PATH_DATA": str(dataset), "PATH_DATA_PROCESSED": str(out / "data_processed"),
+           "PATH_RESULTS": str(out / "results"), "PATH_LOG": str(out / "log"), "PATH_QC": str(out / "qc"),
+           "PATH_SEGMANUAL": str(dataset / "derivatives/labels")}
+    result = subprocess.run(["bash", str(REPO / "batch/process_rootlets.sh"), "sub-01", str(tiny_model_root)],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    anat = out / "data_processed/sub-01/anat"
+    assert (anat / "sub-01_T2w_label-rootlets_dseg.nii.gz").is_file()
+    assert (anat / "sub-01_T2w_label-rootlets_dseg.json").is_file()
+    table = pd.read_csv(out / "results/spinal_levels.csv")
+    assert list(table.columns[:3]) == ["spinal_level", "fname", "slice_start"] and len(table) >= 1
+    assert (out / "qc/js/datasets.js").is_file()
+    assert (dataset / "sub-01/anat/sub-01_T2w.nii.gz").is_file(), "the raw dataset is untouched"
+
+    missing_env = subprocess.run(["bash", str(REPO / "batch/process_rootlets.sh"), "sub-01"],
+                                 env={"PATH": os.environ["PATH"]}, capture_output=True, text=True)
+    assert missing_env.returncode == 2 and "PATH_DATA is not set" in missing_env.stderr
