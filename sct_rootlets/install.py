@@ -170,6 +170,8 @@ def _is_intact(name: str) -> bool:
 def install_model(name: Optional[str] = None, *, force: bool = False, progress: bool = True) -> Path:
     """Install a registry model (the default one if no name): a no-op if it is installed and intact."""
     card = registry.get_card(name) if name else registry.default_card()
+    if not card.urls:
+        raise InstallError(f"Model {card.name!r} has no download address; install its archive with -install-from.")
     with _lock(card.name):
         if not force and _is_intact(card.name):
             logger.info("Model %s is already installed in %s.", card.name, installed_folder(card.name))

@@ -54,8 +54,9 @@ class ModelCard:
             problems.append(f"name {name!r} must be letters, digits, '.', '_' or '-'")
         if sha256 is not None and not (isinstance(sha256, str) and _SHA256_PATTERN.match(sha256)):
             problems.append("sha256 must be null or 64 lowercase hex digits")
-        if not urls or not all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in urls):
-            problems.append("urls must be a non-empty list of http(s) addresses")
+        if not isinstance(urls, list) or not all(isinstance(u, str) and u.startswith(("http://", "https://"))
+                                                 for u in urls):
+            problems.append("urls must be a list of http(s) addresses (empty for a model installed from a file)")
         labels = data["labels"]
         if not isinstance(labels, dict) or not all(isinstance(v, int) and 0 < v < 256 for v in labels.values()):
             problems.append("labels must map names to values 1..255")

@@ -1,0 +1,94 @@
+"""`sct_rootlets_dataset`: dataset versions for training (manifest, build) and auto labels (predict-to-bids)."""
+
+import argparse
+import shlex
+import sys
+
+from sct_rootlets.cli.common import add_common_arguments, run_command
+
+PROG = "sct_rootlets_dataset"
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Build nnU-Net datasets from BIDS rootlet labels, and predict labels to correct.",
+        epilog="Examples:\n"
+               f"  {PROG} manifest -path-data DS -o D1a.tsv -test-fraction 0.2 -seed 0\n"
+               f"  {PROG} build -path-data DS -manifest D1a.tsv -o work/nnUNet_raw -id 101 -name D1a -labels level\n"
+               f"  {PROG} predict-to-bids -path-data DS -model work/export/D1a-v1.zip",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="step", required=True)
+
+    manifest = commands.add_parser("manifest", help="Start a manifest from the labels found in a BIDS dataset.")
+    manifest.add_argument("-path-data", dest="path_data", required=True, metavar="BIDS")
+    manifest.add_argument("-o", required=True, metavar="TSV", help="Manifest to write.")
+    manifest.add_argument("-test-fraction", dest="test_fraction", type=float, default=0.2,
+                          help="Fraction of subjects for testing (split by subject). Default: 0.2.")
+    manifest.add_argument("-seed", type=int, default=0)
+    manifest.add_argument("-rater", default="", help="Rater to record in the manifest.")
+
+    build = commands.add_parser("build", help="Manifest -> nnU-Net v2 raw dataset (all pairs checked first).")
+    build.add_argument("-path-data", dest="path_data", required=True, metavar="BIDS")
+    build.add_argument("-manifest", required=True, metavar="TSV")
+    build.add_argument("-o", required=True, metavar="NNUNET_RAW", help="nnU-Net raw folder (nnUNet_raw).")
+    build.add_argument("-id", type=int, required=True, dest="dataset_id", help="nnU-Net dataset number.")
+    build.add_argument("-name", required=True, help="Dataset name (e.g. D1a).")
+    build.add_argument("-labels", choices=("level", "binary", "recode"), default="level",
+                       help="level (2=C2 ... 9=T1), binary, or recode with -recode. Default: level.")
+    build.add_argument("-recode", metavar="MAP", help="e.g. 2:1,3:1,9:0 (with -labels recode).")
+    build.add_argument("-folds", type=int, default=5, help="Cross-validation folds (by subject). Default: 5.")
+    build.add_argument("-seed", type=int, default=0)
+    build.add_argument("-allow-empty", action="store_true", dest="allow_empty",
+                       help="Accept label maps without any rootlet.")
+
+    predict = commands.add_parser("predict-to-bids", help="Predict unlabelled images as _desc-auto derivatives.")
+    predict.add_argument("-path-data", dest="path_data", required=True, metavar="BIDS")
+    predict.add_argument("-model", metavar="NAME_OR_FOLDER")
+    predict.add_argument("-include", metavar="REGEX|LIST")
+    predict.add_argument("-exclude", metavar="REGEX|LIST")
+    predict.add_argument("-device", default="auto")
+    predict.add_argument("-threads", type=int)
+    for sub in (manifest, build, predict):
+        add_common_arguments(sub)
+    return parser
+
+
+def run(args: argparse.Namespace, argv) -> None:
+    from pathlib import Path
+
+    from sct_rootlets.errors import RootletsError
+
+    if args.step == "manifest":
+        from sct_rootlets.training.manifest import manifest_from_bids, write_manifest
+
+        table = manifest_from_bids(Path(args.path_data), test_fraction=args.test_fraction, seed=args.seed,
+                                   rater=args.rater)
+        if Path(args.o).exists() and not args.overwrite:
+            raise RootletsError(f"{args.o} already exists; use -overwrite to replace it.")
+        write_manifest(table, args.o)
+        print(f"Done: {args.o} ({len(table)} image/label pairs, {table.subject.nunique()} subjects)")
+    elif args.step == "build":
+        from sct_rootlets.training.nnunet_dataset import LabelScheme, build_dataset, parse_recode
+
+        if (args.labels == "recode") != bool(args.recode):
+            raise RootletsError("-labels recode and -recode MAP go together.")
+        scheme = LabelScheme(args.labels, parse_recode(args.recode) if args.recode else None)
+        folder = build_dataset(args.path_data, args.manifest, args.o, dataset_id=args.dataset_id, name=args.name,
+                               scheme=scheme, folds=args.folds, seed=args.seed, allow_empty=args.allow_empty,
+                               overwrite=args.overwrite)
+        print(f"Done: {folder}")
+    else:
+        from sct_rootlets.training.predict_to_bids import predict_to_bids
+
+        written = predict_to_bids(args.path_data, model=args.model, include=args.include, exclude=args.exclude,
+                                  device=args.device, threads=args.threads, overwrite=args.overwrite,
+                                  command_line=shlex.join([PROG, *argv]))
+        print(f"Done: {len(written)} prediction(s) to correct")
+
+
+def main(argv=None) -> int:
+    return run_command(get_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

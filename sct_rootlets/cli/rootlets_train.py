@@ -1,0 +1,68 @@
+"""`sct_rootlets_train`: nnU-Net v2 plan/preprocess, train, and export as an installable model."""
+
+import argparse
+import sys
+
+from sct_rootlets.cli.common import add_common_arguments, run_command
+
+PROG = "sct_rootlets_train"
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Train rootlets models with nnU-Net v2 in a work folder (nnUNet_raw, "
+                               "nnUNet_preprocessed, nnUNet_results) and package them for sct_deepseg_rootlets.",
+        epilog="Examples (a GPU lab run: -device cuda and nnU-Net's full schedule, -epochs 1000 -iterations 250):\n"
+               f"  {PROG} plan -work work -id 101\n"
+               f"  {PROG} train -work work -id 101 -fold 0 -device cuda\n"
+               f"  {PROG} export -work work -id 101 -name D1a -model-version v1 -o work/export",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="step", required=True)
+    plan = commands.add_parser("plan", help="Fingerprint, plans and 3d_fullres preprocessing.")
+    train = commands.add_parser("train", help="Train one fold with nnUNetTrainer.")
+    export = commands.add_parser("export", help="Zip the trained folds in the published layout + model card.")
+    for sub in (plan, train, export):
+        sub.add_argument("-work", required=True, metavar="FOLDER", help="Work folder (holds nnUNet_raw ...).")
+        sub.add_argument("-id", type=int, required=True, dest="dataset_id", help="nnU-Net dataset number.")
+    plan.add_argument("-processes", type=int, default=1)
+    train.add_argument("-fold", type=int, default=0)
+    train.add_argument("-epochs", type=int, default=1000, help="Default: 1000 (nnU-Net's schedule).")
+    train.add_argument("-iterations", type=int, default=250, help="Iterations per epoch. Default: 250.")
+    train.add_argument("-val-iterations", type=int, default=50, dest="val_iterations")
+    train.add_argument("-device", default="auto", help="auto, cpu, cuda or cuda:N. Default: auto.")
+    train.add_argument("-data-workers", type=int, default=0, dest="data_workers",
+                       help="Augmentation worker processes (0: in the training process). Default: 0.")
+    export.add_argument("-name", required=True, help="Model name (registry key).")
+    export.add_argument("-model-version", required=True, dest="model_version", help="e.g. v1 or r20261124.")
+    export.add_argument("-o", required=True, metavar="FOLDER", help="Where to write <name>-<version>.zip + card.")
+    export.add_argument("-folds", type=int, nargs="+", help="Folds to include. Default: every trained fold.")
+    export.add_argument("-description", default="")
+    export.add_argument("-url", action="append", default=[], help="Where the zip will be published (repeatable).")
+    for sub in (plan, train, export):
+        add_common_arguments(sub)
+    return parser
+
+
+def run(args: argparse.Namespace, argv) -> None:
+    from sct_rootlets.training import train
+
+    if args.step == "plan":
+        print(f"Done: {train.plan_and_preprocess(args.work, args.dataset_id, processes=args.processes)}")
+    elif args.step == "train":
+        folder = train.train(args.work, args.dataset_id, fold=args.fold, epochs=args.epochs,
+                             iterations=args.iterations, val_iterations=args.val_iterations, device=args.device,
+                             data_workers=args.data_workers)
+        print(f"Done: {folder}")
+    else:
+        archive, card = train.export_model(args.work, args.dataset_id, name=args.name, version=args.model_version,
+                                           output=args.o, folds=args.folds, description=args.description,
+                                           urls=args.url)
+        print(f"Done: {archive}\nModel card: {card}\nInstall: sct_deepseg_rootlets -install-from {archive}")
+
+
+def main(argv=None) -> int:
+    return run_command(get_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

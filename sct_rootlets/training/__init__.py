@@ -1,0 +1,1 @@
+"""The training loop: manifests and nnU-Net datasets from BIDS labels, training, export, evaluation."""

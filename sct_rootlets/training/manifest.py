@@ -1,0 +1,62 @@
+"""Dataset manifests: which image/label pairs form a dataset version (the seed project's D1a, D1b, D2 ... lists).
+
+A manifest is a TSV with the columns `subject, session, image, label, split, rater, include, note`; paths are
+relative to the BIDS dataset; `split` is train or test; rows with include = no/false/0 are kept for the record but
+not used. It is versioned with the dataset, so a model can always be traced to the exact pairs it saw.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sct_rootlets import bids
+from sct_rootlets.errors import RootletsError
+
+COLUMNS = ["subject", "session", "image", "label", "split", "rater", "include", "note"]
+SPLITS = ("train", "test")
+_FALSE = {"no", "false", "0", "n"}
+
+
+class DatasetError(RootletsError):
+    """A manifest or its image/label pairs cannot make a dataset."""
+
+
+def read_manifest(path) -> pd.DataFrame:
+    """The included rows of a manifest, checked for columns and split values."""
+    try:
+        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError) as exc:
+        raise DatasetError(f"Cannot read the manifest {path}: {exc}") from None
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise DatasetError(f"Manifest {path} lacks the column(s) {', '.join(missing)}.")
+    bad = sorted(set(table.split) - set(SPLITS))
+    if bad:
+        raise DatasetError(f"Manifest {path} has split value(s) {', '.join(bad)}; use train or test.")
+    return table[~table.include.str.strip().str.lower().isin(_FALSE)].reset_index(drop=True)
+
+
+def manifest_from_bids(dataset: Path, *, label_suffix: str = "_label-rootlets_dseg", test_fraction: float = 0.2,
+                       seed: int = 0, rater: str = "") -> pd.DataFrame:
+    """A starting manifest: every T2w image with a rootlets label in derivatives/labels, split by subject."""
+    dataset = Path(dataset)
+    rows = []
+    for image in bids.discover(dataset)[0]:
+        label = dataset / "derivatives" / "labels" / image.relative_folder / f"{image.stem}{label_suffix}.nii.gz"
+        if label.is_file():
+            rows.append({"subject": image.subject, "session": image.session or "",
+                         "image": image.path.relative_to(dataset).as_posix(),
+                         "label": label.relative_to(dataset).as_posix(), "split": "train", "rater": rater,
+                         "include": "yes", "note": ""})
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    subjects = sorted(set(table.subject))
+    n_test = int(round(test_fraction * len(subjects)))
+    test = set(np.random.default_rng(seed).permutation(subjects)[:n_test])
+    table.loc[table.subject.isin(test), "split"] = "test"
+    return table
+
+
+def write_manifest(table: pd.DataFrame, path) -> None:
+    table.to_csv(path, sep="\t", index=False)
+

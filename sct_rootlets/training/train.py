@@ -1,0 +1,143 @@
+"""nnU-Net v2 planning, training and export of a model in the published zip layout.
+
+A work folder holds nnU-Net's three folders (`nnUNet_raw`, `nnUNet_preprocessed`, `nnUNet_results`); nnU-Net
+reads their locations from environment variables at call time, so they are set only around its calls.
+Training uses nnU-Net's own `nnUNetTrainer` with a chosen number of epochs and iterations (its default schedule
+is 1000 x 250 iterations, for a GPU); the checkpoint names that trainer, so the same inference path loads it.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Optional, Sequence
+
+from sct_rootlets.download import sha256_of_file
+from sct_rootlets.errors import RootletsError
+from sct_rootlets.levels import spinal_level_name
+
+CONFIGURATION = "3d_fullres"
+TRAINER_FOLDER = f"nnUNetTrainer__nnUNetPlans__{CONFIGURATION}"
+#: The files a model needs at inference; training logs and plots stay out of the archive.
+EXPORTED_FILES = ("dataset.json", "plans.json", "dataset_fingerprint.json")
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+class TrainingError(RootletsError):
+    """Planning, training or export cannot proceed."""
+
+
+@contextlib.contextmanager
+def nnunet_environment(work: Path, data_workers: int):
+    """Point nnU-Net at the work folder (and set its augmentation workers) for the duration of a call."""
+    values = {"nnUNet_raw": str(Path(work) / "nnUNet_raw"),
+              "nnUNet_preprocessed": str(Path(work) / "nnUNet_preprocessed"),
+              "nnUNet_results": str(Path(work) / "nnUNet_results"), "nnUNet_n_proc_DA": str(data_workers)}
+    previous = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def dataset_folder(root: Path, dataset_id: int) -> Path:
+    matches = sorted(Path(root).glob(f"Dataset{dataset_id:03d}_*"))
+    if len(matches) != 1:
+        raise TrainingError(f"{root} holds {len(matches)} folders for dataset {dataset_id}; expected one.")
+    return matches[0]
+
+
+def plan_and_preprocess(work: Path, dataset_id: int, processes: int = 1) -> Path:
+    """nnU-Net's fingerprint, default plans and 3d_fullres preprocessing; returns the preprocessed folder."""
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprints, plan_experiments,
+                                                                       preprocess)
+
+    raw = dataset_folder(Path(work) / "nnUNet_raw", dataset_id)
+    with nnunet_environment(work, data_workers=max(1, processes)):
+        extract_fingerprints([dataset_id], check_dataset_integrity=True, num_processes=processes)
+        plan_experiments([dataset_id])
+        preprocess([dataset_id], configurations=(CONFIGURATION,), num_processes=(processes,))
+    preprocessed = dataset_folder(Path(work) / "nnUNet_preprocessed", dataset_id)
+    if (raw / "splits_final.json").is_file():  # our subject-wise folds replace nnU-Net's image-wise ones
+        shutil.copyfile(raw / "splits_final.json", preprocessed / "splits_final.json")
+    return preprocessed
+
+
+def train(work: Path, dataset_id: int, *, fold: int = 0, epochs: int = 1000, iterations: int = 250,
+          val_iterations: int = 50, device: str = "auto", data_workers: int = 0) -> Path:
+    """Train one fold; returns the fold folder holding checkpoint_final.pth."""
+    import torch
+
+    from sct_rootlets.inference import select_device
+
+    preprocessed = dataset_folder(Path(work) / "nnUNet_preprocessed", dataset_id)
+    if not (preprocessed / "nnUNetPlans.json").is_file():
+        raise TrainingError(f"{preprocessed} has no plans; run the plan step first.")
+    plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())
+    dataset_json = json.loads((preprocessed / "dataset.json").read_text())
+    plans["continue_training"] = False
+    with nnunet_environment(work, data_workers=data_workers):
+        from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+        trainer = nnUNetTrainer(plans, CONFIGURATION, fold, dataset_json, select_device(device))
+        trainer.num_epochs, trainer.num_iterations_per_epoch = epochs, iterations
+        trainer.num_val_iterations_per_epoch = val_iterations
+        torch.manual_seed(fold)
+        trainer.run_training()
+        return Path(trainer.output_folder)
+
+
+def _card(name: str, version: str, dataset_json: dict, description: str, urls: Sequence[str], sha256: str) -> dict:
+    values = sorted(v for k, v in dataset_json["labels"].items() if k != "background")
+    if dataset_json.get("label_mode") == "binary":
+        labels = {"rootlets": 1}
+    else:
+        labels = {spinal_level_name(v): v for v in values if v >= 2}
+    return {"name": name, "version": version, "default": False, "description": description, "urls": list(urls),
+            "sha256": sha256, "labels": labels, "image_orientation": dataset_json.get("image_orientation", "LPI"),
+            "contrasts": [dataset_json["channel_names"]["0"]], "license": "see the training data",
+            "citation": "trained with sct_rootlets (nnU-Net v2: Isensee et al., Nature Methods 2021)"}
+
+
+def export_model(work: Path, dataset_id: int, *, name: str, version: str, output: Path,
+                 folds: Optional[Sequence[int]] = None, description: str = "", urls: Sequence[str] = ()) -> tuple:
+    """Zip the trained folds as the published releases are packed, plus a model card carrying the zip's SHA-256.
+
+    The zip is byte-for-byte reproducible (sorted entries, fixed dates and permissions), so exporting the same
+    training twice gives the same checksum. Returns (zip path, card path).
+    """
+    trainer_dir = dataset_folder(Path(work) / "nnUNet_results", dataset_id) / TRAINER_FOLDER
+    fold_dirs = sorted(trainer_dir.glob("fold_*")) if folds is None else [trainer_dir / f"fold_{f}" for f in folds]
+    fold_dirs = [f for f in fold_dirs if (f / "checkpoint_final.pth").is_file()]
+    if not fold_dirs:
+        raise TrainingError(f"{trainer_dir} has no fold with checkpoint_final.pth to export.")
+    release = f"{name}-{version}"
+    files = [(trainer_dir / f, f"{release}/{TRAINER_FOLDER}/{f}") for f in EXPORTED_FILES
+             if (trainer_dir / f).is_file()]
+    files += [(fold / "checkpoint_final.pth", f"{release}/{TRAINER_FOLDER}/{fold.name}/checkpoint_final.pth")
+              for fold in fold_dirs]
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    archive = output / f"{release}.zip"
+    partial = archive.with_name(archive.name + ".part")
+    with zipfile.ZipFile(partial, "w") as zf:
+        for source, arcname in sorted(files, key=lambda item: item[1]):
+            info = zipfile.ZipInfo(arcname, date_time=_ZIP_DATE)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, source.read_bytes())
+    os.replace(partial, archive)
+    dataset_json = json.loads((trainer_dir / "dataset.json").read_text())
+    card = _card(name, version, dataset_json, description or f"rootlets model {release} trained with sct_rootlets",
+                 urls, sha256_of_file(archive))
+    card_path = output / f"{name}.json"
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return archive, card_path
+
