@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import nibabel as nib
+import numpy as np
 
 from sct_rootlets import __version__
 from sct_rootlets.atomic import atomic_paths
@@ -145,6 +146,11 @@ def _load_anatomy(anatomy: Anatomy, image: InputImage, postprocessing: PostProce
               (("cord", anatomy.cord, "cord mask"), ("pmj", anatomy.pmj, "PMJ label"),
                ("discs", anatomy.discs, "disc labels")) if path is not None}
     check_same_grid(image, *loaded.values())
+    for kind, label in loaded.items():
+        if not label.data.any():
+            raise InputImageError(f"The {kind} label {label.path} is empty.")
+    if postprocessing.needs_discs and not np.any(loaded["discs"].data == postprocessing.below_disc):
+        raise InputImageError(f"Disc label {postprocessing.below_disc} is not in {anatomy.discs}.")
     return {kind: label.data for kind, label in loaded.items()}
 
 

@@ -91,3 +91,20 @@ def test_qc_entries_from_segmentation_and_levels(tiny_model_root, tmp_path, root
                      env_home=rootlets_home, command="sct_rootlets_levels")
     assert levels.returncode == 0, levels.stderr
     assert len(list((qc / "_json").glob("qc_*.json"))) == 4
+
+
+def test_missing_disc_label_and_empty_cord_are_refused_before_inference(tiny_model_root, tmp_path, rootlets_home):
+    image, cord = REAL / "sub-fakelesion_T2w.nii.gz", REAL / "sub-fakelesion_T2w_label-SC_seg.nii.gz"
+    reference = nib.load(cord)
+    discs, empty = tmp_path / "discs.nii.gz", tmp_path / "empty.nii.gz"
+    disc_data = np.zeros(reference.shape, np.uint8)
+    disc_data[50, 50, 10] = 3
+    nib.save(nib.Nifti1Image(disc_data, reference.affine, reference.header), discs)
+    nib.save(nib.Nifti1Image(np.zeros(reference.shape, np.uint8), reference.affine, reference.header), empty)
+    out = tmp_path / "out" / "seg.nii.gz"
+    result = run_cli("-i", image, "-o", out, "-model", tiny_model_root, "-discs", discs, "-remove-below-disc", "9",
+                     env_home=rootlets_home)
+    assert result.returncode == 1 and "Disc label 9 is not in" in result.stderr
+    result = run_cli("-i", image, "-o", out, "-model", tiny_model_root, "-s", empty, env_home=rootlets_home)
+    assert result.returncode == 1 and "The cord label" in result.stderr and "is empty" in result.stderr
+    assert not (tmp_path / "out").exists()
