@@ -1,0 +1,73 @@
+"""`sct_rootlets_synth`: a BIDS dataset of synthetic T2w-like volumes with exact rootlet labels."""
+
+import argparse
+import sys
+
+from sct_rootlets.cli.common import add_common_arguments, run_command
+
+
+def _triple(text: str, kind):
+    parts = text.lower().split("x")
+    try:
+        values = [kind(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} must be N or AxBxC") from None
+    if len(values) not in (1, 3) or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be N or AxBxC with positive values")
+    return tuple(values * 3 if len(values) == 1 else values)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sct_rootlets_synth",
+        description="Render synthetic T2w-like volumes from the PAM50 template's label maps with randomised "
+                    "geometry and appearance, and rootlets drawn as thin strands, with exact labels (2=C2 ... "
+                    "9=T1), cord mask, disc points and (with -pmj-label) a PMJ point, as a small BIDS dataset.",
+        epilog="Example:\n  sct_rootlets_synth -pam50 ../shared/data/pam50 -pmj-label "
+               "../shared/data/pam50_small/PAM50_small_t2_pmj_manual.nii.gz -o synth -n 20 -seed 1000",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-o", required=True, metavar="FOLDER", help="BIDS dataset to write.")
+    parser.add_argument("-n", type=int, default=1, help="Number of volumes (subjects). Default: 1.")
+    parser.add_argument("-seed", type=int, default=0, help="Seed of the first volume (then seed+1, ...).")
+    parser.add_argument("-pam50", required=True, metavar="FOLDER", help="PAM50 folder (PAM50_*.nii.gz).")
+    parser.add_argument("-pmj-label", dest="pmj_label", metavar="FILE",
+                        help="PAM50_small_t2_pmj_manual.nii.gz, to place a PMJ point.")
+    parser.add_argument("-voxel-size", dest="voxel_size", type=lambda t: _triple(t, float), default=(0.8,) * 3,
+                        help="mm, N or AxBxC (left-right x antero-posterior x supero-inferior). Default: 0.8.")
+    parser.add_argument("-shape", type=lambda t: _triple(t, int), default=(64, 320, 320),
+                        help="Voxels, AxBxC in the same axis order. Default: 64x320x320.")
+    parser.add_argument("-orientation", default="RPI", help="SCT orientation of the files. Default: RPI.")
+    add_common_arguments(parser)
+    return parser
+
+
+def run(args: argparse.Namespace, argv) -> None:
+    from pathlib import Path
+
+    from sct_rootlets.errors import RootletsError
+    from sct_rootlets.image import sct_orientation_to_axcodes
+    from sct_rootlets.synth import SynthOptions, generate_dataset, load_template
+
+    try:
+        sct_orientation_to_axcodes(args.orientation)
+    except ValueError as exc:
+        raise RootletsError(f"{exc}.") from None
+    if args.n < 1:
+        raise RootletsError("-n must be at least 1.")
+    if Path(args.o).exists() and any(Path(args.o).iterdir()) and not args.overwrite:
+        raise RootletsError(f"{args.o} is not empty; use -overwrite to write into it.")
+    try:
+        template = load_template(Path(args.pam50), Path(args.pmj_label) if args.pmj_label else None)
+    except FileNotFoundError as exc:
+        raise RootletsError(str(exc)) from None
+    options = SynthOptions(shape=args.shape, voxel_size=args.voxel_size, orientation=args.orientation.upper())
+    for path in generate_dataset(template, Path(args.o), count=args.n, seed=args.seed, options=options):
+        print(f"Done: {path}")
+
+
+def main(argv=None) -> int:
+    return run_command(get_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

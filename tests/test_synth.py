@@ -1,0 +1,59 @@
+"""The synthetic-data engine: reproducible, labels exactly where strands are, every level, options in headers."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from conftest import SHARED_DATA, run_cli
+from sct_rootlets.synth import SynthOptions, generate_case, load_template
+
+PAM50 = SHARED_DATA / "pam50"
+PMJ = SHARED_DATA / "pam50_small" / "PAM50_small_t2_pmj_manual.nii.gz"
+pytestmark = pytest.mark.skipif(not PAM50.is_dir() or not PMJ.is_file(), reason="../shared/data/pam50 is absent")
+SMALL = SynthOptions(shape=(48, 90, 280), voxel_size=(0.8, 0.8, 0.8))
+
+
+@pytest.fixture(scope="module")
+def template():
+    return load_template(PAM50, PMJ)
+
+
+def test_same_seed_same_volume_other_seed_other_volume(template):
+    first, again, other = (generate_case(template, seed, SMALL) for seed in (7, 7, 8))
+    np.testing.assert_array_equal(first.image, again.image)
+    np.testing.assert_array_equal(first.rootlets, again.rootlets)
+    assert not np.array_equal(first.image, other.image)
+    assert not np.array_equal(first.rootlets, other.rootlets)
+
+
+def test_labels_are_levels_exactly_where_strands_are(template):
+    case = generate_case(template, 3, SMALL)
+    assert set(np.unique(case.rootlets)) <= {0, *range(2, 10)}
+    np.testing.assert_array_equal(case.rootlets > 0, case.coverage > 0)
+    assert set(np.unique(case.rootlets)) == {0, *range(2, 10)}, "C2..T1 all inside this field of view"
+    inside = case.rootlets > 0
+    assert (inside & (case.cord > 0)).sum() < 0.1 * inside.sum(), "strands run outside the cord"
+    darker = case.image[inside & (case.coverage > 0.5)].mean() < np.percentile(case.image[~inside], 99)
+    assert darker, "rootlets are darker than the bright CSF around them"
+    levels = {lv: np.argwhere(case.rootlets == lv)[:, 2].mean() for lv in range(2, 10)}
+    assert all(levels[lv] > levels[lv + 1] for lv in range(2, 9)), "levels run rostro-caudally"
+    assert set(np.unique(case.discs)) > {0, 3, 4} and case.pmj is not None
+
+
+def test_command_honours_voxel_size_and_orientation(tmp_path, rootlets_home):
+    result = run_cli("-pam50", PAM50, "-pmj-label", PMJ, "-o", tmp_path / "ds", "-n", "2", "-seed", "5",
+                     "-voxel-size", "1x0.9x1.2", "-shape", "40x80x200", "-orientation", "PSR",
+                     env_home=rootlets_home, command="sct_rootlets_synth")
+    assert result.returncode == 0, result.stderr
+    for subject in ("sub-001", "sub-002"):
+        image = nib.load(tmp_path / "ds" / subject / "anat" / f"{subject}_T2w.nii.gz")
+        labels = nib.load(tmp_path / "ds" / "derivatives" / "labels" / subject / "anat" /
+                          f"{subject}_T2w_label-rootlets_dseg.nii.gz")
+        assert nib.aff2axcodes(image.affine) == ("A", "I", "L")      # SCT PSR
+        assert image.shape == (80, 200, 40)
+        np.testing.assert_allclose(image.header.get_zooms(), (0.9, 1.2, 1.0), atol=1e-6)
+        np.testing.assert_array_equal(labels.affine, image.affine)
+        assert image.get_data_dtype() == np.int16 and labels.get_data_dtype() == np.uint8
+    refused = run_cli("-pam50", tmp_path, "-o", tmp_path / "other", env_home=rootlets_home,
+                      command="sct_rootlets_synth")
+    assert refused.returncode == 1 and "PAM50_rootlets.nii.gz is missing" in refused.stderr
