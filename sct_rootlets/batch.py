@@ -251,14 +251,13 @@ def summary_table(images: list, settings: BatchSettings) -> pd.DataFrame:
 def run_batch(images: list, settings: BatchSettings, *, jobs: int = 1, scheduler: Optional[str] = None,
               resume: bool = False, progress: bool = True, source: Path = Path(".")) -> list:
     """Process the images; return one ItemResult per image (failures included, never raised)."""
+    from sct_rootlets.inference import prediction_options
     from sct_rootlets.models import resolve_model
 
     model = resolve_model(settings.model, settings.folds)  # a model problem stops the run before any work
-    session_options = {"tta": settings.tta, "step_size": settings.step_size, "folds": list(model.folder.checkpoints),
-                       "checkpoints": sorted({p.name for p in model.folder.checkpoints.values()}),
-                       "orientation": model.orientation, "postprocessing": settings.postprocessing.as_dict(),
-                       "levels_method": settings.levels_method}
-    signature = result_signature(session_options)
+    signature = result_signature({**prediction_options(model, tta=settings.tta, step_size=settings.step_size),
+                                  "postprocessing": settings.postprocessing.as_dict(),
+                                  "levels_method": settings.levels_method})
     pending, results = [], []
     for image in images:
         if resume and is_up_to_date(image, settings, model.files_sha256, signature):

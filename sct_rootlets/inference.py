@@ -47,6 +47,13 @@ def select_device(spec: str = "auto"):
     raise ModelError(f"Unknown device {spec!r}; use auto, cpu, cuda or cuda:N.")
 
 
+def prediction_options(model: ResolvedModel, *, tta: bool, step_size: float) -> dict:
+    """The options that decide the labels (unlike device or threads): recorded in sidecars, compared by -resume."""
+    return {"tta": tta, "step_size": step_size, "folds": list(model.folder.checkpoints),
+            "checkpoints": sorted({path.name for path in model.folder.checkpoints.values()}),
+            "orientation": model.orientation}
+
+
 def _load_checkpoint(path):
     """nnU-Net checkpoints are pickles holding more than tensors; load them as nnU-Net itself does."""
     import torch
@@ -114,10 +121,8 @@ class InferenceSession:
         self.predictor.manual_initialization(network.to(self.device), plans_manager, configuration_manager,
                                              parameters, folder.dataset_json, first.get("trainer_name", ""),
                                              first.get("inference_allowed_mirroring_axes"))
-        self.options = {"device": str(self.device), "tta": tta, "step_size": step_size, "threads": self.threads,
-                        "folds": list(folder.checkpoints),
-                        "checkpoints": sorted({path.name for path in folder.checkpoints.values()}),
-                        "orientation": model.orientation}
+        self.options = {"device": str(self.device), "threads": self.threads,
+                        **prediction_options(model, tta=tta, step_size=step_size)}
 
     def predict(self, image: InputImage) -> np.ndarray:
         """Label map (uint8, the model's label values) on the image's own voxel grid."""

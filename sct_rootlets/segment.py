@@ -82,8 +82,7 @@ def plan_outputs(inputs: Sequence[Path], output: Optional[Path] = None, *, overw
             if absolute in seen:
                 raise OutputError(f"Two inputs would write the same output {target}; segment them separately.")
             seen.add(absolute)
-            if target.exists() and not overwrite:
-                raise OutputError(f"Output {target} already exists; use -overwrite to replace it.")
+        plan_outputs_exist((plan.image, plan.sidecar), overwrite)
         _check_writable(plan.image.parent)
     return plans
 
@@ -173,9 +172,11 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
     if anatomy != Anatomy() and len(inputs) != 1:
         raise InputImageError(f"Cord, PMJ and disc labels (-s, -pmj, -discs) belong to one image; "
                               f"{len(inputs)} were given.")
-    for path in inputs:
+    first = load_input_image(inputs[0])
+    for path in inputs[1:]:
         load_input_image(path)  # validate every input before any work; each is reloaded when its turn comes
-    anatomy_labels = _load_anatomy(anatomy, load_input_image(inputs[0]), postprocessing)
+    anatomy_labels = _load_anatomy(anatomy, first, postprocessing)
+    del first
     plans = plan_outputs(inputs, Path(output) if output else None, overwrite=overwrite)
     if anatomy.cord is not None:
         level_outputs = output_paths(plans[0].image, None, anatomy.discs is not None).values()

@@ -19,6 +19,7 @@ from typing import Optional
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from sct_rootlets.image import sct_orientation_to_axcodes
 
@@ -172,8 +173,6 @@ def _covered_subvoxels(points: np.ndarray, radius_mm: float, voxel: np.ndarray) 
     base = np.floor((points + 0.5) * SUPERSAMPLING).astype(int)
     candidates = np.unique((base[:, None, :] + offsets[None]).reshape(-1, 3), axis=0)
     centres = (candidates + 0.5) / SUPERSAMPLING - 0.5
-    from scipy.spatial import cKDTree
-
     distance, _ = cKDTree(points * voxel).query(centres * voxel)
     return candidates[distance <= radius_mm]
 

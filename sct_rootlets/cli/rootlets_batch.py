@@ -107,9 +107,7 @@ def run(args: argparse.Namespace, argv) -> None:
 
 
 def main(argv=None) -> int:
-    parser = get_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    return run_command(parser, run, argv, prepare=_apply_config)
+    return run_command(get_parser(), run, argv, prepare=_apply_config)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ Images and labels are stored reoriented to SCT's LPI (nibabel RAS) and dataset.j
 """
 
 import json
+from collections import Counter
 import os
 import shutil
 import tempfile
@@ -99,8 +100,8 @@ def check_manifest(bids_root: Path, table: pd.DataFrame, scheme: LabelScheme, al
     both = sorted(set(table[table.split == "train"].subject) & set(table[table.split == "test"].subject))
     if both:
         problems.append(f"subject(s) {', '.join(both)} in both train and test (split by subject, not image)")
-    duplicated = sorted({case_id(r) for r in table.itertuples()
-                         if sum(case_id(o) == case_id(r) for o in table.itertuples()) > 1})
+    counts = Counter(case_id(row) for row in table.itertuples())
+    duplicated = sorted(case for case, count in counts.items() if count > 1)
     if duplicated:
         problems.append(f"image(s) listed twice: {', '.join(duplicated)}")
     if (table.split == "train").sum() == 0:
