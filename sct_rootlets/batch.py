@@ -34,7 +34,8 @@ from sct_rootlets.spinal_levels import output_paths, write_spinal_levels
 logger = logging.getLogger(__name__)
 
 #: Sidecar options that change the result: a resumed run recomputes an image when any of them differs.
-RESULT_OPTIONS = ("tta", "step_size", "folds", "checkpoints", "orientation", "postprocessing", "levels_method")
+RESULT_OPTIONS = ("tta", "step_size", "folds", "checkpoints", "orientation", "engine", "roi_margin_mm",
+                  "postprocessing", "levels_method")
 DERIVATIVE_DESCRIPTION = "dataset_description.json"
 
 
@@ -48,6 +49,8 @@ class BatchSettings:
     tta: bool = False
     step_size: float = 0.5
     threads: Optional[int] = None
+    engine: str = "torch"
+    roi_margin_mm: Optional[float] = None
     postprocessing: PostProcessing = field(default_factory=PostProcessing)
     levels_method: str = "extent"
     qc: bool = True
@@ -105,11 +108,13 @@ def _session(settings: BatchSettings):
     from sct_rootlets.inference import InferenceSession
     from sct_rootlets.models import resolve_model
 
-    key = (settings.model, settings.folds, settings.device, settings.tta, settings.step_size, settings.threads)
+    key = (settings.model, settings.folds, settings.device, settings.tta, settings.step_size, settings.threads,
+           settings.engine, settings.roi_margin_mm)
     if key not in _SESSIONS:
         resolved = resolve_model(settings.model, settings.folds)
         _SESSIONS[key] = InferenceSession(resolved, device=settings.device, tta=settings.tta,
-                                          step_size=settings.step_size, threads=settings.threads)
+                                          step_size=settings.step_size, threads=settings.threads,
+                                          engine=settings.engine, roi_margin_mm=settings.roi_margin_mm)
     return _SESSIONS[key]
 
 
@@ -128,11 +133,11 @@ def process_image(image: BidsImage, settings: BatchSettings, loaded=None) -> Ite
         source = loaded if loaded is not None else load_input_image(image.path)
         anatomy = {kind: load_label_image(path, kind) for kind, path in image.labels.items()}
         check_same_grid(source, *anatomy.values())
+        cord = anatomy["cord"].data if "cord" in anatomy else None
         labels = settings.postprocessing.apply(
-            session.predict(source), source.zooms, source.nifti.affine,
-            cord=anatomy["cord"].data if "cord" in anatomy else None,
+            session.predict(source, cord), source.zooms, source.nifti.affine, cord=cord,
             discs=anatomy["discs"].data if "discs" in anatomy else None)
-        options = {**session.options, "input": str(image.path), "postprocessing": settings.postprocessing.as_dict(),
+        options = {**session.options_for(cord), "input": str(image.path), "postprocessing": settings.postprocessing.as_dict(),
                    "levels_method": settings.levels_method}
         write_label_map(paths["dseg"], paths["sidecar"], labels, source.nifti,
                         sidecar_content(command_line=settings.command_line, model=session.model, options=options),
@@ -255,12 +260,17 @@ def run_batch(images: list, settings: BatchSettings, *, jobs: int = 1, scheduler
     from sct_rootlets.models import resolve_model
 
     model = resolve_model(settings.model, settings.folds)  # a model problem stops the run before any work
-    signature = result_signature({**prediction_options(model, tta=settings.tta, step_size=settings.step_size),
-                                  "postprocessing": settings.postprocessing.as_dict(),
-                                  "levels_method": settings.levels_method})
+
+    def signature(image: BidsImage) -> dict:
+        roi = settings.roi_margin_mm if "cord" in image.labels else None
+        return result_signature({**prediction_options(model, tta=settings.tta, step_size=settings.step_size,
+                                                      engine=settings.engine, roi_margin_mm=roi),
+                                 "postprocessing": settings.postprocessing.as_dict(),
+                                 "levels_method": settings.levels_method})
+
     pending, results = [], []
     for image in images:
-        if resume and is_up_to_date(image, settings, model.files_sha256, signature):
+        if resume and is_up_to_date(image, settings, model.files_sha256, signature(image)):
             results.append(ItemResult(key=image.key, image=str(image.path), status="skipped"))
         else:
             pending.append(image)

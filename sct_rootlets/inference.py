@@ -16,6 +16,7 @@ from typing import Optional
 
 import numpy as np
 
+from sct_rootlets.engine import OpenVinoNetwork, cached_onnx_path, select_engine
 from sct_rootlets.errors import ModelError
 from sct_rootlets.image import InputImage, Reorientation, sct_orientation_to_axcodes
 from sct_rootlets.models import ResolvedModel
@@ -47,11 +48,13 @@ def select_device(spec: str = "auto"):
     raise ModelError(f"Unknown device {spec!r}; use auto, cpu, cuda or cuda:N.")
 
 
-def prediction_options(model: ResolvedModel, *, tta: bool, step_size: float) -> dict:
-    """The options that decide the labels (unlike device or threads): recorded in sidecars, compared by -resume."""
+def prediction_options(model: ResolvedModel, *, tta: bool, step_size: float, engine: str = "torch",
+                       roi_margin_mm: Optional[float] = None) -> dict:
+    """The options that decide the labels (unlike device or threads): recorded in sidecars, compared by -resume.
+    `roi_margin_mm` is None when the whole image was predicted."""
     return {"tta": tta, "step_size": step_size, "folds": list(model.folder.checkpoints),
             "checkpoints": sorted({path.name for path in model.folder.checkpoints.values()}),
-            "orientation": model.orientation}
+            "orientation": model.orientation, "engine": engine, "roi_margin_mm": roi_margin_mm}
 
 
 def _load_checkpoint(path):
@@ -77,20 +80,48 @@ def _build_network(plans_manager, configuration_manager, dataset_json: dict, num
                                   channels, num_classes, allow_init=False, deep_supervision=False)
 
 
+def network_strides(configuration_manager) -> np.ndarray:
+    """Total downsampling of the network per axis: a tile's size must be a multiple of it."""
+    strides = configuration_manager.network_arch_init_kwargs["strides"]
+    return np.prod(np.array(strides, int), axis=0)
+
+
+def tile_shape(patch_size, region_shape, strides) -> tuple:
+    """Tiles for a region: nnU-Net's patch, shrunk along the axes where the region is smaller than it (to the
+    region rounded up to a multiple of the network's stride), so a narrow region costs narrow tiles."""
+    rounded = np.ceil(np.asarray(region_shape) / strides).astype(int) * strides
+    return tuple(int(v) for v in np.minimum(patch_size, np.maximum(rounded, strides)))
+
+
+def region_box(mask: np.ndarray, spacing, margin_mm: float) -> tuple:
+    """Slices of the bounding box of `mask`, widened by `margin_mm` on every side and clipped to the array."""
+    where = np.argwhere(mask)
+    if where.size == 0:
+        raise ModelError("The region to predict in is empty (the cord mask has no voxel).")
+    margin = np.ceil(margin_mm / np.asarray(spacing, float)).astype(int)
+    low = np.maximum(where.min(axis=0) - margin, 0)
+    high = np.minimum(where.max(axis=0) + 1 + margin, mask.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
+
+
 class InferenceSession:
     """One loaded model and its predictor settings; call `predict` for each image."""
 
     def __init__(self, model: ResolvedModel, *, device: str = "auto", tta: bool = False, step_size: float = 0.5,
-                 threads: Optional[int] = None, progress: bool = False):
+                 threads: Optional[int] = None, progress: bool = False, engine: str = "torch",
+                 roi_margin_mm: Optional[float] = None):
         import torch
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
         if not 0 < step_size <= 1:
             raise ModelError(f"Step size {step_size} is outside (0, 1].")
+        if roi_margin_mm is not None and roi_margin_mm < 0:
+            raise ModelError(f"Region margin {roi_margin_mm} mm must not be negative.")
         if threads is not None and threads < 1:
             raise ModelError(f"Thread count {threads} must be at least 1.")
         self.model = model
+        self.roi_margin_mm = roi_margin_mm
         self.device = select_device(device)
         self.threads = threads or available_cpus()
         torch.set_num_threads(self.threads)
@@ -118,19 +149,90 @@ class InferenceSession:
                                              perform_everything_on_device=self.device.type == "cuda",
                                              device=self.device, verbose=False, verbose_preprocessing=False,
                                              allow_tqdm=progress)
-        self.predictor.manual_initialization(network.to(self.device), plans_manager, configuration_manager,
+        self.engine = select_engine(engine, self.device)
+        executor = network.to(self.device)
+        if self.engine == "openvino":
+            from sct_rootlets.paths import cache_dir
+
+            onnx_paths = [cached_onnx_path(path, model.file_hashes[path], cache_dir())
+                          for path in folder.checkpoints.values()]
+            executor = OpenVinoNetwork(network, parameters, onnx_paths, self.threads)
+        self.predictor.manual_initialization(executor, plans_manager, configuration_manager,
                                              parameters, folder.dataset_json, first.get("trainer_name", ""),
                                              first.get("inference_allowed_mirroring_axes"))
         self.options = {"device": str(self.device), "threads": self.threads,
-                        **prediction_options(model, tta=tta, step_size=step_size)}
+                        **prediction_options(model, tta=tta, step_size=step_size, engine=self.engine)}
 
-    def predict(self, image: InputImage) -> np.ndarray:
-        """Label map (uint8, the model's label values) on the image's own voxel grid."""
+    def uses_region(self, cord: Optional[np.ndarray]) -> bool:
+        return self.roi_margin_mm is not None and cord is not None
+
+    def options_for(self, cord: Optional[np.ndarray]) -> dict:
+        """The session's options for one image, saying whether the prediction was restricted to a region."""
+        return {**self.options, "roi_margin_mm": self.roi_margin_mm if self.uses_region(cord) else None}
+
+    def predict(self, image: InputImage, cord: Optional[np.ndarray] = None) -> np.ndarray:
+        """Label map (uint8, the model's label values) on the image's own voxel grid.
+
+        With a cord mask (on the image grid) and a session `roi_margin_mm`, the network runs only inside the
+        mask's bounding box widened by that margin, with tiles shrunk to that box; everything outside is
+        background. The image is normalised as a whole first, so only the tiling differs from a full prediction.
+        """
         reorientation = Reorientation.between(image.nifti.affine, sct_orientation_to_axcodes(self.model.orientation))
-        data = reorientation.apply(image.data)
-        spacing_xyz = reorientation.apply_to_zooms(image.zooms)
-        network_input = np.ascontiguousarray(data.transpose(2, 1, 0)[np.newaxis], dtype=np.float32)
-        segmentation = self.predictor.predict_single_npy_array(network_input, {"spacing": list(spacing_xyz[::-1])},
-                                                               None, None, False)
+        to_network = lambda array: np.ascontiguousarray(reorientation.apply(array).transpose(2, 1, 0))  # noqa: E731
+        spacing = list(reorientation.apply_to_zooms(image.zooms)[::-1])
+        network_input = to_network(image.data)[np.newaxis].astype(np.float32, copy=False)
+        if not self.uses_region(cord):
+            segmentation = self.predictor.predict_single_npy_array(network_input, {"spacing": spacing}, None, None,
+                                                                   False)
+        else:
+            segmentation = self._predict_in_region(network_input, spacing, to_network(cord) > 0, self.roi_margin_mm)
         labels = reorientation.revert(np.asarray(segmentation).transpose(2, 1, 0))
         return np.ascontiguousarray(labels, dtype=np.uint8)
+
+    def _predict_in_region(self, network_input, spacing, region, margin_mm):
+        import torch
+        from nnunetv2.inference.data_iterators import PreprocessAdapterFromNpy
+        from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
+
+        predictor = self.predictor
+        preprocessed = next(PreprocessAdapterFromNpy([network_input], [None], [{"spacing": spacing}], [None],
+                                                     predictor.plans_manager, predictor.dataset_json,
+                                                     predictor.configuration_manager, num_threads_in_multithreaded=1))
+        data, properties = preprocessed["data"], preprocessed["data_properties"]
+        box = self._box_in_preprocessed(region, spacing, margin_mm, properties, data.shape[1:])
+        self.last_region = box
+        crop = data[(slice(None), *box)]
+        tile = tile_shape(predictor.configuration_manager.patch_size, crop.shape[1:],
+                          network_strides(predictor.configuration_manager))
+        logits = torch.zeros((predictor.label_manager.num_segmentation_heads, *data.shape[1:]))
+        logits[1:] = -30.0  # background wherever the network does not run
+        full_configuration = predictor.configuration_manager
+        try:
+            predictor.configuration_manager = _with_patch_size(full_configuration, tile)
+            logits[(slice(None), *box)] = predictor.predict_logits_from_preprocessed_data(crop).cpu()
+        finally:
+            predictor.configuration_manager = full_configuration
+        return convert_predicted_logits_to_segmentation_with_correct_shape(
+            logits, predictor.plans_manager, full_configuration, predictor.label_manager, properties)
+
+    @staticmethod
+    def _box_in_preprocessed(region, spacing, margin_mm, properties, preprocessed_shape) -> tuple:
+        """The widened region box on the input grid, carried through nnU-Net's crop-to-nonzero and resampling."""
+        box = region_box(region, spacing, margin_mm)
+        crop = properties["bbox_used_for_cropping"]
+        cropped_shape = properties["shape_after_cropping_and_before_resampling"]
+        scale = np.asarray(preprocessed_shape) / np.asarray(cropped_shape)
+        slices = []
+        for axis, part in enumerate(box):
+            low = max(part.start - crop[axis][0], 0) * scale[axis]
+            high = min(part.stop - crop[axis][0], cropped_shape[axis]) * scale[axis]
+            slices.append(slice(int(np.floor(low)), int(min(np.ceil(high), preprocessed_shape[axis]))))
+        return tuple(slices)
+
+
+def _with_patch_size(configuration_manager, patch_size):
+    from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
+
+    configuration = dict(configuration_manager.configuration)
+    configuration["patch_size"] = list(patch_size)
+    return ConfigurationManager(configuration)

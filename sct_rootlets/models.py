@@ -1,7 +1,8 @@
 """Model lookup: turn what the user gave (nothing, a model name or a folder) into a verified model to load."""
 
 import hashlib
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -10,6 +11,8 @@ from sct_rootlets.download import sha256_of_file
 from sct_rootlets.errors import ModelError
 from sct_rootlets.image import sct_orientation_to_axcodes
 from sct_rootlets.model_folder import ModelFolder, open_model_folder
+
+logger = logging.getLogger(__name__)
 
 #: SCT's default when neither dataset.json nor a model card names an orientation.
 DEFAULT_ORIENTATION = "LPI"
@@ -23,6 +26,7 @@ class ResolvedModel:
     folder: ModelFolder
     orientation: str             # SCT orientation string the network expects, e.g. "LPI"
     files_sha256: str            # one hash over the files inference reads (see `_files_digest`)
+    file_hashes: dict = field(default_factory=dict)  # SHA-256 of each file inference reads, by path
     archive_sha256: Optional[str] = None
     url: Optional[str] = None
 
@@ -56,7 +60,8 @@ def _from_installation(name: str, folds) -> ResolvedModel:
     card = registry.all_cards().get(name)
     return ResolvedModel(name=name, version=installation.provenance.get("version", "unknown"), folder=folder,
                          orientation=_orientation(folder, card), files_sha256=_files_digest(folder, hashes),
-                         archive_sha256=installation.archive_sha256, url=installation.provenance.get("source"))
+                         file_hashes=hashes, archive_sha256=installation.archive_sha256,
+                         url=installation.provenance.get("source"))
 
 
 def _from_path(path: Path, folds) -> ResolvedModel:
@@ -64,13 +69,19 @@ def _from_path(path: Path, folds) -> ResolvedModel:
     hashes = {file: sha256_of_file(file) for file in folder.files}
     return ResolvedModel(name=folder.trainer_dir.parent.name if folder.trainer_dir != path else path.name,
                          version="unknown", folder=folder, orientation=_orientation(folder, None),
-                         files_sha256=_files_digest(folder, hashes))
+                         files_sha256=_files_digest(folder, hashes), file_hashes=hashes)
 
 
 def resolve_model(model: Optional[str] = None, folds: Optional[Sequence[str]] = None) -> ResolvedModel:
     """None -> the installed default model; an existing folder -> that nnU-Net model; else an installed name."""
     if model is None:
         default = registry.default_card().name
+        offline = registry.offline_default_card()
+        if install.read_installation(default) is None and offline is not None:
+            logger.warning("The default model %s is not installed (sct_deepseg_rootlets -install); using the "
+                           "bundled %s: %s", default, offline.name, offline.description)
+            install.install_model(offline.name, progress=False)
+            return _from_installation(offline.name, folds)
         if install.read_installation(default) is None:
             others = install.installed_names()
             hint = f" (installed: {', '.join(others)}; choose one with -model NAME)" if others else ""

@@ -4,3 +4,5 @@
 LEVEL_METHODS = ("extent", "gapfree")
 #: sct_maths -dilate footprints, see `sct_rootlets.postprocess`.
 DILATION_SHAPES = ("ball", "cube", "disk", "square")
+#: Network execution engines, see `sct_rootlets.engine`.
+ENGINES = ("torch", "openvino")

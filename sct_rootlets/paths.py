@@ -27,3 +27,8 @@ def cards_dir() -> Path:
 def downloads_dir() -> Path:
     """Archives being downloaded; a partial one here is resumed by the next install."""
     return rootlets_home() / "downloads"
+
+
+def cache_dir() -> Path:
+    """Derived files kept to save time (engine conversions) when they cannot live beside the model."""
+    return rootlets_home() / "cache"

@@ -155,7 +155,8 @@ def _load_anatomy(anatomy: Anatomy, image: InputImage, postprocessing: PostProce
 
 def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = None,
                      folds: Optional[Sequence[str]] = None, device: str = "auto", tta: bool = False,
-                     step_size: float = 0.5, threads: Optional[int] = None, overwrite: bool = False,
+                     step_size: float = 0.5, threads: Optional[int] = None, engine: str = "torch",
+                     roi_margin_mm: Optional[float] = None, overwrite: bool = False,
                      progress: bool = False, command_line: Optional[str] = None,
                      postprocessing: PostProcessing = PostProcessing(), anatomy: Anatomy = Anatomy(),
                      qc: QcOptions = QcOptions()) -> list:
@@ -163,7 +164,8 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
 
     `model` is an installed model name or an nnU-Net model folder (None: the installed default model).
     `postprocessing` cleans each label map; `anatomy` (one input only) adds spinal levels from a cord mask;
-    `qc` adds report entries for each input.
+    `qc` adds report entries for each input. `engine` runs the network in PyTorch or OpenVINO; `roi_margin_mm`
+    predicts only within that margin around the cord mask (`anatomy.cord`, required then).
     Raises a RootletsError subclass, with a message for the user, for anything the user can fix.
     """
     from sct_rootlets.inference import InferenceSession, select_device  # torch loads only when segmenting
@@ -175,6 +177,8 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
     first = load_input_image(inputs[0])
     for path in inputs[1:]:
         load_input_image(path)  # validate every input before any work; each is reloaded when its turn comes
+    if roi_margin_mm is not None and anatomy.cord is None:
+        raise InputImageError("Predicting around the cord (-roi-margin-mm) needs a cord mask (-s).")
     anatomy_labels = _load_anatomy(anatomy, first, postprocessing)
     del first
     plans = plan_outputs(inputs, Path(output) if output else None, overwrite=overwrite)
@@ -184,7 +188,7 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
     select_device(device)
     resolved = resolve_model(model, folds)
     session = InferenceSession(resolved, device=device, tta=tta, step_size=step_size, threads=threads,
-                               progress=progress)
+                               progress=progress, engine=engine, roi_margin_mm=roi_margin_mm)
     logger.info("Loaded model %s (folds %s) from %s on %s", resolved.name, ", ".join(resolved.folder.checkpoints),
                 resolved.folder.trainer_dir, session.device)
     command_line = command_line or f"sct_rootlets.segment_rootlets({[str(i) for i in inputs]})"
@@ -192,9 +196,10 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
     for plan in plans:
         logger.info("Segmenting %s", plan.input)
         image = load_input_image(plan.input)
-        labels = postprocessing.apply(session.predict(image), image.zooms, image.nifti.affine,
-                                      cord=anatomy_labels.get("cord"), discs=anatomy_labels.get("discs"))
-        options = {**session.options, "input": str(plan.input), "postprocessing": postprocessing.as_dict()}
+        cord = anatomy_labels.get("cord")
+        labels = postprocessing.apply(session.predict(image, cord), image.zooms, image.nifti.affine,
+                                      cord=cord, discs=anatomy_labels.get("discs"))
+        options = {**session.options_for(cord), "input": str(plan.input), "postprocessing": postprocessing.as_dict()}
         sidecar = sidecar_content(command_line=command_line, model=resolved, options=options)
         write_label_map(plan.image, plan.sidecar, labels, image.nifti, sidecar, overwrite)
         logger.info("Wrote %s", plan.image)

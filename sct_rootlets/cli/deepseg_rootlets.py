@@ -51,6 +51,7 @@ def _list_models() -> None:
     cards = registry.all_cards()
     for card in cards.values():
         flags = ", ".join(f for f in ("default" if card.default else "",
+                                      "offline default, bundled" if card.offline_default else "",
                                       "installed" if card.name in installed else "") if f)
         print(f"{card.name}{f' [{flags}]' if flags else ''}\n    {card.description}\n"
               f"    contrasts: {', '.join(card.contrasts)}; labels: "
@@ -80,7 +81,8 @@ def run(args: argparse.Namespace, argv) -> None:
         anatomy = Anatomy(cord=args.s, pmj=args.pmj, discs=args.discs, levels_method=args.levels_method)
         written = segment_rootlets(args.inputs, output=args.o, model=args.model, folds=args.folds,
                                    device=args.device, tta=args.tta, step_size=args.step_size,
-                                   threads=args.threads, overwrite=args.overwrite, progress=progress,
+                                   threads=args.threads, engine=args.engine, roi_margin_mm=args.roi_margin_mm,
+                                   overwrite=args.overwrite, progress=progress,
                                    command_line=shlex.join([PROG, *argv]), postprocessing=postprocessing,
                                    anatomy=anatomy, qc=QcOptions(args.qc, args.qc_dataset, args.qc_subject))
         for path in written:

@@ -25,6 +25,14 @@ def get_parser() -> argparse.ArgumentParser:
         sub.add_argument("-work", required=True, metavar="FOLDER", help="Work folder (holds nnUNet_raw ...).")
         sub.add_argument("-id", type=int, required=True, dest="dataset_id", help="nnU-Net dataset number.")
     plan.add_argument("-processes", type=int, default=1)
+    plan.add_argument("-patch-size", dest="patch_size", type=int, nargs=3, metavar=("A", "B", "C"),
+                      help="Replace nnU-Net's planned network: patch in plans.json axis order (for a sagittal "
+                           "RPI/LPI dataset: superior-inferior, antero-posterior, left-right). Default: nnU-Net's.")
+    plan.add_argument("-base-features", dest="base_features", type=int, default=32,
+                      help="With -patch-size: features of the first stage (doubling per stage). Default: 32.")
+    plan.add_argument("-max-features", dest="max_features", type=int, default=320,
+                      help="With -patch-size: feature cap. Default: 320.")
+    plan.add_argument("-batch-size", dest="batch_size", type=int, default=2, help="With -patch-size. Default: 2.")
     train.add_argument("-fold", type=int, default=0)
     train.add_argument("-epochs", type=int, default=1000, help="Default: 1000 (nnU-Net's schedule).")
     train.add_argument("-iterations", type=int, default=250, help="Iterations per epoch. Default: 250.")
@@ -47,7 +55,12 @@ def run(args: argparse.Namespace, argv) -> None:
     from sct_rootlets.training import train
 
     if args.step == "plan":
-        print(f"Done: {train.plan_and_preprocess(args.work, args.dataset_id, processes=args.processes)}")
+        network = None
+        if args.patch_size:
+            network = train.NetworkSize(tuple(args.patch_size), args.base_features, args.max_features,
+                                        args.batch_size)
+        folder = train.plan_and_preprocess(args.work, args.dataset_id, processes=args.processes, network=network)
+        print(f"Done: {folder}")
     elif args.step == "train":
         folder = train.train(args.work, args.dataset_id, fold=args.fold, epochs=args.epochs,
                              iterations=args.iterations, val_iterations=args.val_iterations, device=args.device,

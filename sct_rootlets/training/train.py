@@ -11,8 +11,9 @@ import json
 import os
 import shutil
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 from sct_rootlets.download import sha256_of_file
 from sct_rootlets.errors import RootletsError
@@ -22,6 +23,9 @@ CONFIGURATION = "3d_fullres"
 TRAINER_FOLDER = f"nnUNetTrainer__nnUNetPlans__{CONFIGURATION}"
 #: The files a model needs at inference; training logs and plots stay out of the archive.
 EXPORTED_FILES = ("dataset.json", "plans.json", "dataset_fingerprint.json")
+#: Checkpoint entries inference reads; the optimizer state (as large as the weights) and logs are dropped.
+INFERENCE_CHECKPOINT_KEYS = ("network_weights", "init_args", "trainer_name", "inference_allowed_mirroring_axes",
+                             "current_epoch")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
@@ -54,8 +58,50 @@ def dataset_folder(root: Path, dataset_id: int) -> Path:
     return matches[0]
 
 
-def plan_and_preprocess(work: Path, dataset_id: int, processes: int = 1) -> Path:
-    """nnU-Net's fingerprint, default plans and 3d_fullres preprocessing; returns the preprocessed folder."""
+@dataclass(frozen=True)
+class NetworkSize:
+    """A 3d_fullres network smaller than nnU-Net's GPU-sized default (for CPU training or a shipped model).
+
+    `patch_size` is in nnU-Net's axis order (as written in plans.json). Strides follow nnU-Net's rule: an axis is
+    halved at each stage while it stays at least 4 voxels, for at most `max_stages` stages.
+    """
+    patch_size: Tuple[int, int, int]
+    base_features: int = 32
+    max_features: int = 320
+    batch_size: int = 2
+    max_stages: int = 6
+
+    def strides(self) -> list:
+        size, strides = list(self.patch_size), [[1, 1, 1]]
+        while len(strides) < self.max_stages:
+            stride = [2 if s % 2 == 0 and s // 2 >= 4 else 1 for s in size]
+            if stride == [1, 1, 1]:
+                break
+            strides.append(stride)
+            size = [s // f for s, f in zip(size, stride)]
+        return strides
+
+    def apply(self, configuration: dict) -> None:
+        """Rewrite a 3d_fullres configuration of plans.json in place."""
+        if len(self.patch_size) != 3 or min(self.patch_size) < 8:
+            raise TrainingError(f"patch size {list(self.patch_size)} must be three sizes of at least 8 voxels.")
+        strides = self.strides()
+        n_stages = len(strides)
+        kwargs = configuration["architecture"]["arch_kwargs"]
+        kwargs.update(n_stages=n_stages, strides=strides, kernel_sizes=[[3, 3, 3]] * n_stages,
+                      features_per_stage=[min(self.base_features * 2 ** i, self.max_features)
+                                          for i in range(n_stages)],
+                      n_conv_per_stage=[2] * n_stages, n_conv_per_stage_decoder=[2] * (n_stages - 1))
+        configuration["patch_size"] = list(self.patch_size)
+        configuration["batch_size"] = self.batch_size
+
+
+def plan_and_preprocess(work: Path, dataset_id: int, processes: int = 1,
+                        network: Optional[NetworkSize] = None) -> Path:
+    """nnU-Net's fingerprint, default plans and 3d_fullres preprocessing; returns the preprocessed folder.
+
+    With `network`, the planned 3d_fullres network is replaced by that size (spacing and preprocessing stay
+    nnU-Net's)."""
     from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprints, plan_experiments,
                                                                        preprocess)
 
@@ -63,6 +109,11 @@ def plan_and_preprocess(work: Path, dataset_id: int, processes: int = 1) -> Path
     with nnunet_environment(work, data_workers=max(1, processes)):
         extract_fingerprints([dataset_id], check_dataset_integrity=True, num_processes=processes)
         plan_experiments([dataset_id])
+        if network is not None:
+            plans_file = dataset_folder(Path(work) / "nnUNet_preprocessed", dataset_id) / "nnUNetPlans.json"
+            plans = json.loads(plans_file.read_text())
+            network.apply(plans["configurations"][CONFIGURATION])
+            plans_file.write_text(json.dumps(plans, indent=2))
         preprocess([dataset_id], configurations=(CONFIGURATION,), num_processes=(processes,))
     preprocessed = dataset_folder(Path(work) / "nnUNet_preprocessed", dataset_id)
     if (raw / "splits_final.json").is_file():  # our subject-wise folds replace nnU-Net's image-wise ones
@@ -106,12 +157,25 @@ def _card(name: str, version: str, dataset_json: dict, description: str, urls: S
             "citation": "trained with sct_rootlets (nnU-Net v2: Isensee et al., Nature Methods 2021)"}
 
 
+def _inference_checkpoint(path: Path) -> bytes:
+    """The checkpoint without what only training needs (torch.save output is deterministic for equal content)."""
+    import io
+
+    import torch
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    buffer = io.BytesIO()
+    torch.save({key: checkpoint[key] for key in INFERENCE_CHECKPOINT_KEYS if key in checkpoint}, buffer)
+    return buffer.getvalue()
+
+
 def export_model(work: Path, dataset_id: int, *, name: str, version: str, output: Path,
                  folds: Optional[Sequence[int]] = None, description: str = "", urls: Sequence[str] = ()) -> tuple:
     """Zip the trained folds as the published releases are packed, plus a model card carrying the zip's SHA-256.
 
-    The zip is byte-for-byte reproducible (sorted entries, fixed dates and permissions), so exporting the same
-    training twice gives the same checksum. Returns (zip path, card path).
+    Checkpoints keep what inference reads (weights, trainer and configuration names, mirroring axes), not the
+    optimizer state. The zip is byte-for-byte reproducible (sorted entries, fixed dates and permissions), so
+    exporting the same training twice gives the same checksum. Returns (zip path, card path).
     """
     trainer_dir = dataset_folder(Path(work) / "nnUNet_results", dataset_id) / TRAINER_FOLDER
     fold_dirs = sorted(trainer_dir.glob("fold_*")) if folds is None else [trainer_dir / f"fold_{f}" for f in folds]
@@ -121,18 +185,20 @@ def export_model(work: Path, dataset_id: int, *, name: str, version: str, output
     release = f"{name}-{version}"
     files = [(trainer_dir / f, f"{release}/{TRAINER_FOLDER}/{f}") for f in EXPORTED_FILES
              if (trainer_dir / f).is_file()]
-    files += [(fold / "checkpoint_final.pth", f"{release}/{TRAINER_FOLDER}/{fold.name}/checkpoint_final.pth")
-              for fold in fold_dirs]
+    checkpoints = [(fold / "checkpoint_final.pth", f"{release}/{TRAINER_FOLDER}/{fold.name}/checkpoint_final.pth")
+                   for fold in fold_dirs]
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     archive = output / f"{release}.zip"
     partial = archive.with_name(archive.name + ".part")
+    contents = [(arcname, source.read_bytes()) for source, arcname in files]
+    contents += [(arcname, _inference_checkpoint(source)) for source, arcname in checkpoints]
     with zipfile.ZipFile(partial, "w") as zf:
-        for source, arcname in sorted(files, key=lambda item: item[1]):
+        for arcname, data in sorted(contents):
             info = zipfile.ZipInfo(arcname, date_time=_ZIP_DATE)
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, source.read_bytes())
+            zf.writestr(info, data)
     os.replace(partial, archive)
     dataset_json = json.loads((trainer_dir / "dataset.json").read_text())
     card = _card(name, version, dataset_json, description or f"rootlets model {release} trained with sct_rootlets",

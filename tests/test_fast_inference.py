@@ -1,0 +1,127 @@
+"""Fast CPU inference: the OpenVINO engine (labels equal to PyTorch's up to rounding, conversion cached beside the
+weights) and prediction restricted to a region around the cord (exact when the region is the whole image; never
+a label outside the region otherwise). Speed is measured in bench/, never here."""
+
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from conftest import ras_image, run_cli, synthetic_t2w
+from sct_rootlets.engine import select_engine
+from sct_rootlets.errors import ModelError
+from sct_rootlets.image import load_input_image
+from sct_rootlets.inference import InferenceSession, region_box, tile_shape
+from sct_rootlets.models import resolve_model
+from sct_rootlets.segment import Anatomy, segment_rootlets, sidecar_path
+from test_inference import STORED_AS, stored_as
+
+
+@pytest.fixture
+def model_copy(tiny_model_root, tmp_path):
+    """A private copy of the tiny model: the engine writes its conversion beside the weights."""
+    return shutil.copytree(tiny_model_root, tmp_path / "model")
+
+
+def _image(tmp_path, orientation="LPI", shape=(40, 48, 24)):
+    path = tmp_path / f"img_{orientation}.nii.gz"
+    nib.save(stored_as(ras_image(synthetic_t2w(shape)), STORED_AS[orientation]), path)
+    return load_input_image(path)
+
+
+def test_openvino_labels_match_torch_and_conversion_is_cached_beside_weights(model_copy, tmp_path):
+    image = _image(tmp_path)
+    model = resolve_model(str(model_copy))
+    reference = InferenceSession(model, device="cpu", threads=2).predict(image)
+    fast = InferenceSession(model, device="cpu", threads=2, engine="openvino")
+    labels = fast.predict(image)
+    assert labels.shape == reference.shape and labels.dtype == np.uint8
+    assert np.mean(labels == reference) >= 0.999
+    assert fast.options["engine"] == "openvino"
+    exports = {path.parent.name: path for path in model_copy.rglob("*.onnx")}
+    assert sorted(exports) == ["fold_0", "fold_1"]
+    for fold, checkpoint in model.folder.checkpoints.items():
+        assert exports[f"fold_{fold}"].name == f"checkpoint_final.{model.file_hashes[checkpoint][:16]}.onnx"
+    stamps = {path: path.stat().st_mtime_ns for path in exports.values()}
+    np.testing.assert_array_equal(InferenceSession(model, device="cpu", engine="openvino").predict(image), labels)
+    assert {path: path.stat().st_mtime_ns for path in exports.values()} == stamps, "the cache must be reused"
+
+
+def test_damaged_engine_cache_is_named_in_the_error(model_copy):
+    model = resolve_model(str(model_copy))
+    checkpoint = model.folder.checkpoints["0"]
+    (checkpoint.parent / f"checkpoint_final.{model.file_hashes[checkpoint][:16]}.onnx").write_bytes(b"not onnx")
+    with pytest.raises(ModelError, match=r"OpenVINO cannot read .*fold_0.*delete it"):
+        InferenceSession(model, device="cpu", engine="openvino")
+
+
+def test_engine_choice_is_checked():
+    with pytest.raises(ModelError, match="Unknown engine 'tensorrt'"):
+        select_engine("tensorrt", torch.device("cpu"))
+    with pytest.raises(ModelError, match="runs on the CPU"):
+        select_engine("openvino", torch.device("cuda"))
+
+
+def test_tiles_shrink_to_the_region_in_multiples_of_the_network_stride():
+    strides = np.array([32, 32, 8])
+    assert tile_shape((224, 224, 48), (320, 60, 64), strides) == (224, 64, 48)
+    assert tile_shape((224, 224, 48), (10, 300, 3), strides) == (32, 224, 8)
+
+
+def test_region_box_widens_by_the_margin_in_millimetres():
+    mask = np.zeros((50, 50, 50), bool)
+    mask[20:25, 30, 10] = True
+    box = region_box(mask, (0.5, 1.0, 2.0), margin_mm=4.0)
+    assert box == (slice(12, 33), slice(26, 35), slice(8, 13))
+    with pytest.raises(ModelError, match="empty"):
+        region_box(np.zeros((4, 4, 4), bool), (1, 1, 1), 1.0)
+
+
+def test_region_covering_the_image_gives_exactly_the_full_prediction(tiny_model_root, tmp_path):
+    image = _image(tmp_path, "PSR")
+    cord = np.zeros(image.data.shape, np.uint8)
+    cord[tuple(s // 2 for s in cord.shape)] = 1
+    model = resolve_model(str(tiny_model_root))
+    full = InferenceSession(model, device="cpu").predict(image)
+    session = InferenceSession(model, device="cpu", roi_margin_mm=100.0)
+    np.testing.assert_array_equal(session.predict(image, cord), full)
+    assert session.options_for(cord)["roi_margin_mm"] == 100.0 and session.options_for(None)["roi_margin_mm"] is None
+
+
+@pytest.mark.parametrize("orientation", ["LPI", "PSR"])
+def test_no_label_outside_the_region(tiny_model_root, tmp_path, orientation):
+    image = _image(tmp_path, orientation, shape=(48, 64, 40))
+    ras_cord = np.zeros((48, 64, 40), np.uint8)
+    ras_cord[20:26, 30:36, :] = 1  # a cord along the whole superior-inferior axis
+    cord_nifti = stored_as(nib.Nifti1Image(ras_cord, ras_image().affine), STORED_AS[orientation])
+    cord = np.asanyarray(cord_nifti.dataobj)
+    session = InferenceSession(resolve_model(str(tiny_model_root)), device="cpu", roi_margin_mm=4.0)
+    labels = session.predict(image, cord)
+    inside = np.zeros(labels.shape, bool)
+    inside[region_box(cord, image.zooms, 4.0)] = True
+    assert labels[inside].any(), "the network ran inside the region"
+    assert not labels[~inside].any(), "nothing may be labelled outside the region"
+
+
+def test_cli_region_and_engine_are_recorded_and_need_a_cord_mask(model_copy, tmp_path, rootlets_home):
+    image_path = tmp_path / "sub-01_T2w.nii.gz"
+    nib.save(ras_image(), image_path)
+    cord = np.zeros(ras_image().shape, np.uint8)
+    cord[14:18, 27:31, :] = 1
+    cord_path = tmp_path / "sub-01_T2w_seg.nii.gz"
+    nib.save(nib.Nifti1Image(cord, ras_image().affine), cord_path)
+    written = segment_rootlets([image_path], model=str(model_copy), device="cpu", engine="openvino",
+                               roi_margin_mm=5.0, anatomy=Anatomy(cord=cord_path))
+    options = json.loads(sidecar_path(written[0]).read_text())["Options"]
+    assert options["engine"] == "openvino" and options["roi_margin_mm"] == 5.0
+
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = run_cli("-i", image_path, "-model", model_copy, "-roi-margin-mm", "20", "-o",
+                     tmp_path / "out.nii.gz", env_home=rootlets_home)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "sct_deepseg_rootlets: error: Predicting around the cord (-roi-margin-mm) needs a cord mask (-s)."]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
