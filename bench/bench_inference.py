@@ -1,11 +1,19 @@
-"""CPU inference baseline on the reference network (issue 8): nnU-Net's stock predictor with SCT's settings vs
-this package's inference session, on a generated 0.8 mm 64x320x320 volume.
+"""CPU inference on the reference network (issue 8): nnU-Net's stock predictor with SCT's settings vs this
+package's engines, and the fast path's agreement with the stock predictor for a trained model.
 
-    .venv/bin/python bench/bench_inference.py --pam50 ../shared/data/pam50 --work /tmp/bench_inference
+Speed (reference network, seeded random weights; each engine in its own process, 2 threads):
 
-Steps: render two synthetic volumes, let nnU-Net's default planner plan them (the plans it chose are written to
-bench/reference_plans.json), build that network with seeded random weights as a model folder, then time each
-engine in its own process (wall time of one prediction after loading; peak RSS of the process).
+    .venv/bin/python bench/bench_inference.py speed --pam50 ../shared/data/pam50 --work /tmp/bench_inference
+
+Steps: render two synthetic 0.8 mm 64x320x320 volumes (plus a 0.6 mm one and a small crop), let nnU-Net's default
+planner plan them (the plans it chose are written to bench/reference_plans.json), build that network with seeded
+random weights as a model folder, then time each engine: wall time from reading the image (and cord mask) to the
+label map on the image grid, model already loaded; peak RSS of the process. The OpenVINO conversion is done once
+before timing (it is cached beside the weights, as in use).
+
+Agreement (a trained model, generated volumes with their cord masks):
+
+    .venv/bin/python bench/bench_inference.py agreement --model MODEL_FOLDER --data BIDS --count 5
 """
 
 import argparse
@@ -17,11 +25,14 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+ENGINES = {  # name: (engine, predict around the cord)
+    "stock": None, "session": ("torch", False), "openvino": ("openvino", False), "roi": ("torch", True),
+    "fast": ("openvino", True)}
+ROI_MARGIN_MM = 20.0
 
 
 def prepare(pam50: Path, work: Path) -> Path:
     import nibabel as nib
-    import numpy as np
     import torch
 
     from sct_rootlets.synth import generate_dataset, load_template
@@ -62,24 +73,45 @@ def prepare(pam50: Path, work: Path) -> Path:
         torch.save({"network_weights": network.state_dict(), "trainer_name": "nnUNetTrainer",
                     "init_args": {"configuration": "3d_fullres"}, "inference_allowed_mirroring_axes": (0, 1, 2)},
                    trainer / "fold_0" / "checkpoint_final.pth")
-        nib.save(nib.load(raw / "imagesTr" / "case0_0000.nii.gz"), work / "image.nii.gz")
+    if not (work / "images").is_dir():
+        _write_reference_images(pam50, work / "images")
     return work
 
 
-def run_engine(engine: str, work: Path) -> dict:
+def _write_reference_images(pam50: Path, folder: Path) -> None:
+    """The reference sizes, stored as SCT's LPI (nibabel RAS), each with its cord mask."""
+    import nibabel as nib
+    import numpy as np
+
+    from sct_rootlets.synth import SynthOptions, generate_case, load_template
+
+    template = load_template(pam50)
+    sizes = {"0.8mm_64x320x320": SynthOptions(),
+             "0.6mm_85x427x427": SynthOptions(shape=(85, 427, 427), voxel_size=(0.6, 0.6, 0.6)),
+             "crop_0.8mm_48x96x160": SynthOptions(shape=(48, 96, 160))}
+    folder.mkdir(parents=True)
+    for name, options in sizes.items():
+        case = generate_case(template, 9000, options)
+        scale = 1000.0 / float(np.percentile(case.image, 99.9))
+        nib.save(nib.Nifti1Image(np.clip(case.image * scale, 0, 32767).astype(np.int16), case.affine),
+                 folder / f"{name}.nii.gz")
+        nib.save(nib.Nifti1Image(case.cord, case.affine), folder / f"{name}_cord.nii.gz")
+
+
+def run_engine(engine: str, model: Path, image_path: Path) -> dict:
+    """Time one prediction in this process (called in a fresh process per engine)."""
     import contextlib
     import io
 
     import numpy as np
     import torch
 
-    from sct_rootlets.image import load_input_image
+    from sct_rootlets.image import load_input_image, load_label_image
     from sct_rootlets.inference import InferenceSession
     from sct_rootlets.models import resolve_model
 
     torch.set_num_threads(2)
-    image = load_input_image(work / "image.nii.gz")
-    model = work / "model" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    cord_path = image_path.with_name(image_path.name.replace(".nii.gz", "_cord.nii.gz"))
     if engine == "stock":
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
@@ -88,35 +120,94 @@ def run_engine(engine: str, work: Path) -> dict:
                                         perform_everything_on_device=False, device=torch.device("cpu"),
                                         allow_tqdm=False)
         predictor.initialize_from_trained_model_folder(str(model), use_folds=(0,))
-        data = image.data.transpose(2, 1, 0)[None].astype(np.float32)  # stored RAS = SCT LPI already
         start = time.perf_counter()
+        image = load_input_image(image_path)
+        data = image.data.transpose(2, 1, 0)[None].astype(np.float32)  # stored RAS = SCT LPI already
         predictor.predict_single_npy_array(data, {"spacing": list(image.zooms[::-1])}, None, None, False)
     else:
-        session = InferenceSession(resolve_model(str(model)), device="cpu", threads=2)
+        name, around_cord = ENGINES[engine]
+        session = InferenceSession(resolve_model(str(model)), device="cpu", threads=2, engine=name,
+                                   roi_margin_mm=ROI_MARGIN_MM if around_cord else None)
         start = time.perf_counter()
-        session.predict(image)
+        image = load_input_image(image_path)
+        cord = load_label_image(cord_path, "cord mask").data if around_cord else None
+        session.predict(image, cord)
     seconds = time.perf_counter() - start
-    return {"engine": engine, "seconds": round(seconds, 1),
+    return {"engine": engine, "image": image_path.name, "seconds": round(seconds, 1),
             "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2, 2)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pam50", type=Path, default=HERE.parent.parent / "shared/data/pam50")
-    parser.add_argument("--work", type=Path, required=True)
-    parser.add_argument("--engine", choices=("stock", "session"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.engine:
-        print(json.dumps(run_engine(args.engine, args.work)))
-        return
+def _in_process(*args) -> dict:
+    out = subprocess.run([sys.executable, __file__, *map(str, args)], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def speed(args) -> None:
+    from sct_rootlets.inference import InferenceSession
+    from sct_rootlets.models import resolve_model
+
     prepare(args.pam50, args.work)
     plans = json.loads((HERE / "reference_plans.json").read_text())["configurations"]["3d_fullres"]
     print(f"reference network: patch {plans['patch_size']}, features "
           f"{plans['architecture']['arch_kwargs']['features_per_stage']}")
-    for engine in ("stock", "session"):
-        out = subprocess.run([sys.executable, __file__, "--work", str(args.work), "--engine", engine],
-                             check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        print(out)
+    model = args.work / "model" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    start = time.perf_counter()
+    InferenceSession(resolve_model(str(model)), device="cpu", threads=2, engine="openvino")
+    print(json.dumps({"openvino_conversion_s": round(time.perf_counter() - start, 1)}))
+    for size in args.sizes:
+        for engine in (ENGINES if size == "0.8mm_64x320x320" else ("stock", "fast")):
+            print(json.dumps(_in_process("_time", engine, model, args.work / "images" / f"{size}.nii.gz")),
+                  flush=True)
+
+
+def agreement(args) -> None:
+    """Stock predictor vs the fast path (OpenVINO + region around the cord) with a trained model."""
+    import numpy as np
+
+    from sct_rootlets.image import load_input_image, load_label_image
+    from sct_rootlets.inference import InferenceSession, region_box
+    from sct_rootlets.models import resolve_model
+
+    model = resolve_model(str(args.model))
+    stock = InferenceSession(model, device="cpu", threads=2)  # equal to nnUNetPredictor (tests/test_inference.py)
+    fast = InferenceSession(model, device="cpu", threads=2, engine="openvino", roi_margin_mm=ROI_MARGIN_MM)
+    totals = {"agree": 0, "stock": 0, "fast": 0, "outside": 0}
+    for image_path in sorted(Path(args.data).glob("sub-*/anat/*_T2w.nii.gz"))[:args.count]:
+        labels = Path(args.data) / "derivatives/labels" / image_path.parent.relative_to(args.data)
+        cord = load_label_image(labels / image_path.name.replace("_T2w.nii.gz", "_T2w_label-SC_seg.nii.gz"),
+                                "cord mask").data
+        image = load_input_image(image_path)
+        reference, result = stock.predict(image), fast.predict(image, cord)
+        computed = np.zeros(cord.shape, bool)
+        computed[region_box(cord, image.zooms, ROI_MARGIN_MM)] = True
+        row = {"agree": int(np.sum((reference == result) & (reference > 0))), "stock": int(np.sum(reference > 0)),
+               "fast": int(np.sum(result > 0)), "outside": int(np.sum((reference > 0) & ~computed))}
+        print(json.dumps({"image": image_path.name, **row,
+                          "dice": round(2 * row["agree"] / max(row["stock"] + row["fast"], 1), 4)}), flush=True)
+        totals = {key: totals[key] + row[key] for key in totals}
+    print(json.dumps({"all": True, **totals,
+                      "dice": round(2 * totals["agree"] / max(totals["stock"] + totals["fast"], 1), 4)}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("speed")
+    run.add_argument("--pam50", type=Path, default=HERE.parent.parent / "shared/data/pam50")
+    run.add_argument("--work", type=Path, required=True)
+    run.add_argument("--sizes", nargs="+", default=["0.8mm_64x320x320", "crop_0.8mm_48x96x160", "0.6mm_85x427x427"])
+    check = commands.add_parser("agreement")
+    check.add_argument("--model", type=Path, required=True)
+    check.add_argument("--data", type=Path, required=True)
+    check.add_argument("--count", type=int, default=5)
+    timed = commands.add_parser("_time")
+    for name in ("engine", "model", "image"):
+        timed.add_argument(name)
+    args = parser.parse_args()
+    if args.command == "_time":
+        print(json.dumps(run_engine(args.engine, Path(args.model), Path(args.image))))
+    else:
+        (speed if args.command == "speed" else agreement)(args)
 
 
 if __name__ == "__main__":

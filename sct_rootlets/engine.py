@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 def openvino_available() -> bool:
     try:
+        import onnx  # noqa: F401  (torch's exporter needs it)
         import openvino  # noqa: F401
     except ImportError:
         return False
@@ -129,5 +130,5 @@ def select_engine(name: Optional[str], device) -> str:
         if device.type != "cpu":
             raise ModelError("The OpenVINO engine runs on the CPU; use -device cpu or -engine torch.")
         if not openvino_available():
-            raise ModelError("The OpenVINO engine needs the openvino package: pip install openvino.")
+            raise ModelError("The OpenVINO engine needs the openvino and onnx packages: pip install openvino onnx.")
     return name

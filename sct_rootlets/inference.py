@@ -86,11 +86,18 @@ def network_strides(configuration_manager) -> np.ndarray:
     return np.prod(np.array(strides, int), axis=0)
 
 
+#: A region up to this many patch lengths along an axis is covered by one tile there (see `tile_shape`).
+MAX_TILE_STRETCH = 1.5
+
+
 def tile_shape(patch_size, region_shape, strides) -> tuple:
-    """Tiles for a region: nnU-Net's patch, shrunk along the axes where the region is smaller than it (to the
-    region rounded up to a multiple of the network's stride), so a narrow region costs narrow tiles."""
-    rounded = np.ceil(np.asarray(region_shape) / strides).astype(int) * strides
-    return tuple(int(v) for v in np.minimum(patch_size, np.maximum(rounded, strides)))
+    """Tiles for a region, per axis: the region itself (rounded up to a multiple of the network's stride) when
+    it is at most 1.5 patch lengths, else nnU-Net's patch. With the usual step of half a patch, a region between
+    one and two patch lengths would take two or three overlapping tiles; one tile over it costs less, and the
+    network, being convolutional, runs on any multiple of its stride."""
+    patch, strides = np.asarray(patch_size), np.asarray(strides)
+    rounded = np.maximum(np.ceil(np.asarray(region_shape) / strides).astype(int) * strides, strides)
+    return tuple(int(v) for v in np.where(rounded <= MAX_TILE_STRETCH * patch, rounded, patch))
 
 
 def region_box(mask: np.ndarray, spacing, margin_mm: float) -> tuple:

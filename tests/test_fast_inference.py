@@ -65,10 +65,10 @@ def test_engine_choice_is_checked():
         select_engine("openvino", torch.device("cuda"))
 
 
-def test_tiles_shrink_to_the_region_in_multiples_of_the_network_stride():
+def test_one_tile_covers_a_region_up_to_one_and_a_half_patches_along_an_axis():
     strides = np.array([32, 32, 8])
-    assert tile_shape((224, 224, 48), (320, 60, 64), strides) == (224, 64, 48)
-    assert tile_shape((224, 224, 48), (10, 300, 3), strides) == (32, 224, 8)
+    assert tile_shape((224, 224, 48), (320, 60, 64), strides) == (320, 64, 64)
+    assert tile_shape((224, 224, 48), (10, 340, 73), strides) == (32, 224, 48)
 
 
 def test_region_box_widens_by_the_margin_in_millimetres():
@@ -81,7 +81,7 @@ def test_region_box_widens_by_the_margin_in_millimetres():
 
 
 def test_region_covering_the_image_gives_exactly_the_full_prediction(tiny_model_root, tmp_path):
-    image = _image(tmp_path, "PSR")
+    image = _image(tmp_path, "PSR", shape=(56, 56, 28))  # over 1.5 patches along every axis: nnU-Net's tiles
     cord = np.zeros(image.data.shape, np.uint8)
     cord[tuple(s // 2 for s in cord.shape)] = 1
     model = resolve_model(str(tiny_model_root))
