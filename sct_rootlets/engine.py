@@ -33,14 +33,15 @@ def openvino_available() -> bool:
     return True
 
 
-def export_onnx(network, state_dict, path: Path) -> None:
-    """ONNX of `network` with `state_dict` loaded, spatial sizes left free; written atomically."""
+def export_onnx(network, state_dict, path: Path, strides) -> None:
+    """ONNX of `network` with `state_dict` loaded, spatial sizes left free; written atomically. The tracing sample
+    is two network strides wide, the smallest input every stage of the network accepts."""
     import torch
 
     network.load_state_dict(state_dict)
     network.eval()
     buffer = io.BytesIO()
-    sample = torch.zeros((1, 1, 16, 16, 16))
+    sample = torch.zeros((1, 1, *(2 * int(s) for s in strides)))
     axes = {2: "depth", 3: "height", 4: "width"}
     import warnings
 
@@ -69,7 +70,7 @@ def cached_onnx_path(checkpoint: Path, checkpoint_sha256: str, fallback_folder: 
 class OpenVinoNetwork:
     """Callable like the PyTorch network (tensor in, logits tensor out) for nnU-Net's sliding window."""
 
-    def __init__(self, network, fold_states: Sequence[dict], onnx_paths: Sequence[Path], threads: int):
+    def __init__(self, network, fold_states: Sequence[dict], onnx_paths: Sequence[Path], threads: int, strides):
         import openvino as ov
 
         self.core = ov.Core()
@@ -78,7 +79,7 @@ class OpenVinoNetwork:
         for state_dict, path in zip(fold_states, onnx_paths):
             if not Path(path).is_file():
                 logger.info("Converting the network to ONNX for OpenVINO: %s", path)
-                export_onnx(network, state_dict, Path(path))
+                export_onnx(network, state_dict, Path(path), strides)
             try:
                 self.models.append(self.core.read_model(str(path)))
             except Exception as exc:  # a damaged cache: tell the user which file to delete

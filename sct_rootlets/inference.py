@@ -163,7 +163,8 @@ class InferenceSession:
 
             onnx_paths = [cached_onnx_path(path, model.file_hashes[path], cache_dir())
                           for path in folder.checkpoints.values()]
-            executor = OpenVinoNetwork(network, parameters, onnx_paths, self.threads)
+            executor = OpenVinoNetwork(network, parameters, onnx_paths, self.threads,
+                                       network_strides(configuration_manager))
         self.predictor.manual_initialization(executor, plans_manager, configuration_manager,
                                              parameters, folder.dataset_json, first.get("trainer_name", ""),
                                              first.get("inference_allowed_mirroring_axes"))
