@@ -174,13 +174,12 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
     if anatomy != Anatomy() and len(inputs) != 1:
         raise InputImageError(f"Cord, PMJ and disc labels (-s, -pmj, -discs) belong to one image; "
                               f"{len(inputs)} were given.")
-    first = load_input_image(inputs[0])
+    first = load_input_image(inputs[0])  # kept for its turn: one read per input in a single-image run
     for path in inputs[1:]:
         load_input_image(path)  # validate every input before any work; each is reloaded when its turn comes
     if roi_margin_mm is not None and anatomy.cord is None:
         raise InputImageError("Predicting around the cord (-roi-margin-mm) needs a cord mask (-s).")
     anatomy_labels = _load_anatomy(anatomy, first, postprocessing)
-    del first
     plans = plan_outputs(inputs, Path(output) if output else None, overwrite=overwrite)
     if anatomy.cord is not None:
         level_outputs = output_paths(plans[0].image, None, anatomy.discs is not None).values()
@@ -195,11 +194,13 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
     written = []
     for plan in plans:
         logger.info("Segmenting %s", plan.input)
-        image = load_input_image(plan.input)
+        image = first if plan is plans[0] else load_input_image(plan.input)
+        first = None
         cord = anatomy_labels.get("cord")
         labels = postprocessing.apply(session.predict(image, cord), image.zooms, image.nifti.affine,
                                       cord=cord, discs=anatomy_labels.get("discs"))
-        options = {**session.options_for(cord), "input": str(plan.input), "postprocessing": postprocessing.as_dict()}
+        options = {**session.options_for(cord), "input": str(plan.input),
+                   "postprocessing": postprocessing.as_dict()}
         sidecar = sidecar_content(command_line=command_line, model=resolved, options=options)
         write_label_map(plan.image, plan.sidecar, labels, image.nifti, sidecar, overwrite)
         logger.info("Wrote %s", plan.image)
