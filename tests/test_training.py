@@ -2,13 +2,16 @@
 -> export (reproducible) -> install -> predict -> evaluate; plus the dataset checks and active-learning output."""
 
 import hashlib
+import io
 import json
 import shutil
+import zipfile
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from nibabel import orientations
 
 from conftest import run_cli
@@ -77,9 +80,15 @@ def test_training_loop_end_to_end(tmp_path, rootlets_home):
     splits = json.loads((raw / "splits_final.json").read_text())
     assert len(splits) == 2 and all(not set(s["train"]) & set(s["val"]) for s in splits)
 
-    cli("sct_rootlets_train", "plan", "-work", work, "-id", "501")
+    cli("sct_rootlets_train", "plan", "-work", work, "-id", "501", "-patch-size", "16", "32", "32",
+        "-base-features", "4", "-max-features", "16")
+    configuration = json.loads((work / "nnUNet_preprocessed/Dataset501_D1a/nnUNetPlans.json").read_text())[
+        "configurations"]["3d_fullres"]
+    assert configuration["patch_size"] == [16, 32, 32]
+    assert configuration["architecture"]["arch_kwargs"]["features_per_stage"] == [4, 8, 16, 16]
+    assert configuration["architecture"]["arch_kwargs"]["strides"] == [[1, 1, 1], [2, 2, 2], [2, 2, 2], [1, 2, 2]]
     cli("sct_rootlets_train", "train", "-work", work, "-id", "501", "-fold", "0", "-epochs", "2", "-iterations",
-        "4", "-val-iterations", "1", "-device", "cpu")
+        "4", "-val-iterations", "1", "-device", "cpu", "-oversample-foreground", "1", "-mirror-axes", "2")
     cli("sct_rootlets_train", "export", "-work", work, "-id", "501", "-name", "d1a", "-model-version", "v1", "-o",
         work / "export")
     cli("sct_rootlets_train", "export", "-work", work, "-id", "501", "-name", "d1a", "-model-version", "v1", "-o",
@@ -88,6 +97,11 @@ def test_training_loop_end_to_end(tmp_path, rootlets_home):
     card = json.loads((work / "export" / "d1a.json").read_text())
     assert card["sha256"] == _sha256(archive) == _sha256(work / "export_again" / "d1a-v1.zip")
     assert card["labels"] == {"C2": 2, "C3": 3, "C4": 4, "C5": 5, "C6": 6, "C7": 7, "C8": 8, "T1": 9}
+    with zipfile.ZipFile(archive) as zf:
+        entry = next(name for name in zf.namelist() if name.endswith("fold_0/checkpoint_final.pth"))
+        checkpoint = torch.load(io.BytesIO(zf.read(entry)), map_location="cpu", weights_only=False)
+    assert "optimizer_state" not in checkpoint and checkpoint["network_weights"]
+    assert tuple(checkpoint["inference_allowed_mirroring_axes"]) == (2,)
 
     (rootlets_home / "cards").mkdir(parents=True)
     shutil.copy(work / "export" / "d1a.json", rootlets_home / "cards" / "d1a.json")

@@ -38,6 +38,11 @@ def get_parser() -> argparse.ArgumentParser:
     train.add_argument("-iterations", type=int, default=250, help="Iterations per epoch. Default: 250.")
     train.add_argument("-val-iterations", type=int, default=50, dest="val_iterations")
     train.add_argument("-device", default="auto", help="auto, cpu, cuda or cuda:N. Default: auto.")
+    train.add_argument("-oversample-foreground", dest="oversample_foreground", type=float,
+                       help="Share of patches centred on a rootlet, 0..1. Default: nnU-Net's 0.33.")
+    train.add_argument("-mirror-axes", dest="mirror_axes", type=int, nargs="*",
+                       help="Mirroring augmentation axes in plans order (e.g. 2 = left-right for a sagittal "
+                            "dataset; none for no mirroring). Default: nnU-Net's, all axes.")
     train.add_argument("-data-workers", type=int, default=0, dest="data_workers",
                        help="Augmentation worker processes (0: in the training process). Default: 0.")
     export.add_argument("-name", required=True, help="Model name (registry key).")
@@ -64,7 +69,8 @@ def run(args: argparse.Namespace, argv) -> None:
     elif args.step == "train":
         folder = train.train(args.work, args.dataset_id, fold=args.fold, epochs=args.epochs,
                              iterations=args.iterations, val_iterations=args.val_iterations, device=args.device,
-                             data_workers=args.data_workers)
+                             data_workers=args.data_workers, oversample_foreground=args.oversample_foreground,
+                             mirror_axes=args.mirror_axes)
         print(f"Done: {folder}")
     else:
         archive, card = train.export_model(args.work, args.dataset_id, name=args.name, version=args.model_version,

@@ -122,12 +122,23 @@ def plan_and_preprocess(work: Path, dataset_id: int, processes: int = 1,
 
 
 def train(work: Path, dataset_id: int, *, fold: int = 0, epochs: int = 1000, iterations: int = 250,
-          val_iterations: int = 50, device: str = "auto", data_workers: int = 0) -> Path:
-    """Train one fold; returns the fold folder holding checkpoint_final.pth."""
+          val_iterations: int = 50, device: str = "auto", data_workers: int = 0,
+          oversample_foreground: Optional[float] = None, mirror_axes: Optional[Sequence[int]] = None) -> Path:
+    """Train one fold; returns the fold folder holding checkpoint_final.pth.
+
+    `oversample_foreground` is the share of patches centred on a labelled voxel (nnU-Net: 0.33; more helps thin,
+    sparse structures learn within a short CPU schedule). `mirror_axes` (plans axis order) replaces nnU-Net's
+    mirroring augmentation, e.g. (2,) for left-right only: flipping head to foot hides which level is which.
+    The trainer stays nnU-Net's own class, so its checkpoints load anywhere nnU-Net models do.
+    """
     import torch
 
     from sct_rootlets.inference import select_device
 
+    if oversample_foreground is not None and not 0 <= oversample_foreground <= 1:
+        raise TrainingError(f"The foreground share {oversample_foreground} is outside 0..1.")
+    if mirror_axes is not None and not set(mirror_axes) <= {0, 1, 2}:
+        raise TrainingError(f"Mirror axes {list(mirror_axes)} must be among 0, 1, 2.")
     preprocessed = dataset_folder(Path(work) / "nnUNet_preprocessed", dataset_id)
     if not (preprocessed / "nnUNetPlans.json").is_file():
         raise TrainingError(f"{preprocessed} has no plans; run the plan step first.")
@@ -140,9 +151,25 @@ def train(work: Path, dataset_id: int, *, fold: int = 0, epochs: int = 1000, ite
         trainer = nnUNetTrainer(plans, CONFIGURATION, fold, dataset_json, select_device(device))
         trainer.num_epochs, trainer.num_iterations_per_epoch = epochs, iterations
         trainer.num_val_iterations_per_epoch = val_iterations
+        if oversample_foreground is not None:
+            trainer.oversample_foreground_percent = oversample_foreground
+        if mirror_axes is not None:
+            _restrict_mirroring(trainer, tuple(mirror_axes))
         torch.manual_seed(fold)
         trainer.run_training()
         return Path(trainer.output_folder)
+
+
+def _restrict_mirroring(trainer, axes: tuple) -> None:
+    """Make the trainer augment (and record for test-time augmentation) mirroring along `axes` only."""
+    configure = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size
+
+    def configure_with_axes():
+        rotation, dummy_2d, initial_patch_size, _ = configure()
+        trainer.inference_allowed_mirroring_axes = axes
+        return rotation, dummy_2d, initial_patch_size, axes
+
+    trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size = configure_with_axes
 
 
 def _card(name: str, version: str, dataset_json: dict, description: str, urls: Sequence[str], sha256: str) -> dict:
