@@ -212,14 +212,17 @@ class InferenceSession:
         crop = data[(slice(None), *box)]
         tile = tile_shape(predictor.configuration_manager.patch_size, crop.shape[1:],
                           network_strides(predictor.configuration_manager))
-        logits = torch.zeros((predictor.label_manager.num_segmentation_heads, *data.shape[1:]))
-        logits[1:] = -30.0  # background wherever the network does not run
         full_configuration = predictor.configuration_manager
         try:
             predictor.configuration_manager = _with_patch_size(full_configuration, tile)
-            logits[(slice(None), *box)] = predictor.predict_logits_from_preprocessed_data(crop).cpu()
+            region_logits = predictor.predict_logits_from_preprocessed_data(crop).cpu()
         finally:
             predictor.configuration_manager = full_configuration
+        # Half precision, as nnU-Net keeps its logits; background wherever the network did not run.
+        logits = torch.zeros((predictor.label_manager.num_segmentation_heads, *data.shape[1:]), dtype=torch.half)
+        logits[1:] = -30.0
+        logits[(slice(None), *box)] = region_logits
+        del data, crop, preprocessed, region_logits
         return convert_predicted_logits_to_segmentation_with_correct_shape(
             logits, predictor.plans_manager, full_configuration, predictor.label_manager, properties)
 

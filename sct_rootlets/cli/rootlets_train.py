@@ -49,6 +49,8 @@ def get_parser() -> argparse.ArgumentParser:
     export.add_argument("-model-version", required=True, dest="model_version", help="e.g. v1 or r20261124.")
     export.add_argument("-o", required=True, metavar="FOLDER", help="Where to write <name>-<version>.zip + card.")
     export.add_argument("-folds", type=int, nargs="+", help="Folds to include. Default: every trained fold.")
+    export.add_argument("-checkpoint", choices=("final", "best"), default="final",
+                        help="final, or best (best validation pseudo-Dice, e.g. when training was stopped early).")
     export.add_argument("-description", default="")
     export.add_argument("-url", action="append", default=[], help="Where the zip will be published (repeatable).")
     for sub in (plan, train, export):
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace, argv) -> None:
     else:
         archive, card = train.export_model(args.work, args.dataset_id, name=args.name, version=args.model_version,
                                            output=args.o, folds=args.folds, description=args.description,
-                                           urls=args.url)
+                                           urls=args.url, checkpoint=args.checkpoint)
         print(f"Done: {archive}\nModel card: {card}\nInstall: sct_deepseg_rootlets -install-from {archive}")
 
 

@@ -197,22 +197,28 @@ def _inference_checkpoint(path: Path) -> bytes:
 
 
 def export_model(work: Path, dataset_id: int, *, name: str, version: str, output: Path,
-                 folds: Optional[Sequence[int]] = None, description: str = "", urls: Sequence[str] = ()) -> tuple:
+                 folds: Optional[Sequence[int]] = None, description: str = "", urls: Sequence[str] = (),
+                 checkpoint: str = "final") -> tuple:
     """Zip the trained folds as the published releases are packed, plus a model card carrying the zip's SHA-256.
 
     Checkpoints keep what inference reads (weights, trainer and configuration names, mirroring axes), not the
     optimizer state. The zip is byte-for-byte reproducible (sorted entries, fixed dates and permissions), so
-    exporting the same training twice gives the same checksum. Returns (zip path, card path).
+    exporting the same training twice gives the same checksum. `checkpoint` "best" exports nnU-Net's
+    checkpoint_best.pth (best validation pseudo-Dice so far), e.g. of a training stopped early; inference loads
+    it when a fold has no final checkpoint. Returns (zip path, card path).
     """
+    if checkpoint not in ("final", "best"):
+        raise TrainingError(f"Checkpoint {checkpoint!r} must be final or best.")
+    checkpoint_name = f"checkpoint_{checkpoint}.pth"
     trainer_dir = dataset_folder(Path(work) / "nnUNet_results", dataset_id) / TRAINER_FOLDER
     fold_dirs = sorted(trainer_dir.glob("fold_*")) if folds is None else [trainer_dir / f"fold_{f}" for f in folds]
-    fold_dirs = [f for f in fold_dirs if (f / "checkpoint_final.pth").is_file()]
+    fold_dirs = [f for f in fold_dirs if (f / checkpoint_name).is_file()]
     if not fold_dirs:
-        raise TrainingError(f"{trainer_dir} has no fold with checkpoint_final.pth to export.")
+        raise TrainingError(f"{trainer_dir} has no fold with {checkpoint_name} to export.")
     release = f"{name}-{version}"
     files = [(trainer_dir / f, f"{release}/{TRAINER_FOLDER}/{f}") for f in EXPORTED_FILES
              if (trainer_dir / f).is_file()]
-    checkpoints = [(fold / "checkpoint_final.pth", f"{release}/{TRAINER_FOLDER}/{fold.name}/checkpoint_final.pth")
+    checkpoints = [(fold / checkpoint_name, f"{release}/{TRAINER_FOLDER}/{fold.name}/{checkpoint_name}")
                    for fold in fold_dirs]
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
