@@ -186,7 +186,10 @@ class InferenceSession:
         background. The image is normalised as a whole first, so only the tiling differs from a full prediction.
         """
         reorientation = Reorientation.between(image.nifti.affine, sct_orientation_to_axcodes(self.model.orientation))
-        to_network = lambda array: np.ascontiguousarray(reorientation.apply(array).transpose(2, 1, 0))  # noqa: E731
+
+        def to_network(array):
+            return np.ascontiguousarray(reorientation.apply(array).transpose(2, 1, 0))
+
         spacing = list(reorientation.apply_to_zooms(image.zooms)[::-1])
         network_input = to_network(image.data)[np.newaxis].astype(np.float32, copy=False)
         if not self.uses_region(cord):
@@ -208,7 +211,8 @@ class InferenceSession:
                                                      predictor.configuration_manager, num_threads_in_multithreaded=1))
         data, properties = preprocessed["data"], preprocessed["data_properties"]
         box = self._box_in_preprocessed(region, spacing, margin_mm, properties, data.shape[1:])
-        self.last_region = box
+        if any(part.stop <= part.start for part in box):  # the region lies where the image is all zeros
+            return np.zeros(region.shape, np.uint8)
         crop = data[(slice(None), *box)]
         tile = tile_shape(predictor.configuration_manager.patch_size, crop.shape[1:],
                           network_strides(predictor.configuration_manager))
