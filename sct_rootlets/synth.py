@@ -5,9 +5,10 @@ so that a network trained on them learns shape, not one scanner's contrast. Each
 1. samples the PAM50 tissues (cord WM/GM, CSF, vertebral column, soft tissue) and rootlet zones through a random
    flexion/extension rotation, scaling, shift and smooth non-linear deformation onto the requested grid;
 2. draws rootlets as thin curved strands (0.3-1 mm thick, several per zone) from the cord surface laterally and
-   caudally through each level's zone, rasterised on a 3x supersampled grid: a voxel is labelled with the level
-   wherever a strand covers any of its sub-voxels (so labels are exactly where strands are), and darkened in
-   proportion to the covered fraction (partial volume);
+   caudally through each level's zone, rasterised on a 3x supersampled grid: each voxel is darkened in
+   proportion to the fraction of it the strands cover (partial volume), and labelled with the level where they
+   cover at least a quarter of it, i.e. where the darkening shows, as a rater marks the dark voxels (a strand
+   thinner than about half a voxel leaves a faint trace and no label);
 3. renders random tissue intensities, a smooth bias field, blur and Rician noise.
 The template is read from a folder the user gives (it is not shipped). A seed makes every volume reproducible.
 """
@@ -29,6 +30,8 @@ SOFT, BONE, CSF, WM, GM = range(5)
 MEAN_INTENSITY = {SOFT: 0.30, BONE: 0.18, CSF: 0.95, WM: 0.42, GM: 0.52}
 ROOTLET_INTENSITY = 0.30
 SUPERSAMPLING = 3
+#: Share of a voxel strands must cover for the voxel to be labelled.
+LABEL_MIN_COVERAGE = 0.25
 _TEMPLATE_MARGIN_MM = 40.0
 
 
@@ -202,8 +205,9 @@ def _draw_rootlets(rng, zones: np.ndarray, cord: np.ndarray, options: SynthOptio
                 owner = sub // SUPERSAMPLING
                 np.add.at(counts, tuple(owner.T), 1)
                 labels[tuple(owner.T)] = level
-    coverage = np.minimum(counts, SUPERSAMPLING ** 3) / SUPERSAMPLING ** 3
-    return labels, coverage.astype(np.float32)
+    coverage = (np.minimum(counts, SUPERSAMPLING ** 3) / SUPERSAMPLING ** 3).astype(np.float32)
+    labels[coverage < LABEL_MIN_COVERAGE] = 0
+    return labels, coverage
 
 
 def _render(rng, tissues: np.ndarray, coverage: np.ndarray, options: SynthOptions) -> np.ndarray:
