@@ -1,8 +1,9 @@
-"""The bundled starter model against issue 7's bars.
+"""A rootlets model against issue 7's bars for a starter model (binary and per-level Dice, level correctness on
+generated volumes; plausibility on a real scan).
 
     .venv/bin/sct_rootlets_synth -pam50 ../shared/data/pam50 -o /tmp/synth_test -n 20 -seed 5000
-    .venv/bin/python bench/bench_starter.py synthetic --data /tmp/synth_test
-    .venv/bin/python bench/bench_starter.py real --image ../shared/data/real/sub-fakelesion_T2w.nii.gz \
+    .venv/bin/python bench/bench_model_bars.py synthetic --model MODEL --data /tmp/synth_test
+    .venv/bin/python bench/bench_model_bars.py real --model MODEL --image ../shared/data/real/sub-fakelesion_T2w.nii.gz \
         --cord ../shared/data/real/sub-fakelesion_T2w_label-SC_seg.nii.gz
 
 `synthetic`: per volume, binary Dice and the mean Dice over the levels present in truth or prediction (both from
@@ -10,8 +11,7 @@
 rootlet (same voxel or a 26-neighbour) whose level is the level of the nearest true rootlet voxel.
 `real` (no ground truth): the share of predicted voxels outside the cord mask and within 15 mm of it, and whether
 the levels' mean superior-inferior positions are ordered rostro-caudally (C2 highest).
-`--model` defaults to what `sct_deepseg_rootlets` uses without -model (the bundled starter when the published
-model is not installed).
+`--model` is a model name or folder (default: what `sct_deepseg_rootlets` uses without -model).
 """
 
 import argparse
