@@ -137,7 +137,8 @@ def process_image(image: BidsImage, settings: BatchSettings, loaded=None) -> Ite
         labels = settings.postprocessing.apply(
             session.predict(source, cord), source.zooms, source.nifti.affine, cord=cord,
             discs=anatomy["discs"].data if "discs" in anatomy else None)
-        options = {**session.options_for(cord), "input": str(image.path), "postprocessing": settings.postprocessing.as_dict(),
+        options = {**session.options_for(cord), "input": str(image.path),
+                   "postprocessing": settings.postprocessing.as_dict(),
                    "levels_method": settings.levels_method}
         write_label_map(paths["dseg"], paths["sidecar"], labels, source.nifti,
                         sidecar_content(command_line=settings.command_line, model=session.model, options=options),

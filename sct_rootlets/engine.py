@@ -13,6 +13,7 @@ import io
 import logging
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -43,8 +44,6 @@ def export_onnx(network, state_dict, path: Path, strides) -> None:
     buffer = io.BytesIO()
     sample = torch.zeros((1, 1, *(2 * int(s) for s in strides)))
     axes = {2: "depth", 3: "height", 4: "width"}
-    import warnings
-
     with warnings.catch_warnings():  # the exporter warns that instance norm uses input statistics: it should
         warnings.simplefilter("ignore")
         torch.onnx.export(network, sample, buffer, dynamo=False, input_names=["image"], output_names=["logits"],

@@ -91,7 +91,8 @@ def run(args: argparse.Namespace, argv) -> None:
     settings = batch.BatchSettings(
         output=output, model=args.model, folds=tuple(args.folds) if args.folds else None,
         device=args.device, tta=args.tta, step_size=args.step_size, threads=args.threads, engine=args.engine,
-        roi_margin_mm=args.roi_margin_mm, postprocessing=postprocessing_from_args(args), levels_method=args.levels_method, qc=not args.no_qc,
+        roi_margin_mm=args.roi_margin_mm, postprocessing=postprocessing_from_args(args),
+        levels_method=args.levels_method, qc=not args.no_qc,
         dataset_name=dataset.resolve().name, command_line=shlex.join([PROG, *argv]))
     results = batch.run_batch(chosen, settings, jobs=args.jobs, scheduler=args.scheduler, resume=args.resume,
                               progress=args.verbose >= 1, source=dataset)
