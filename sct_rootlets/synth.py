@@ -45,7 +45,9 @@ class SynthOptions:
     scale_range: tuple = (0.9, 1.1)
     max_shift_mm: float = 15.0
     deformation_mm: float = 2.0
-    strands_per_zone: tuple = (3, 6)
+    bundles_per_zone: tuple = (1, 2)
+    strands_per_bundle: tuple = (4, 8)
+    bundle_radius_mm: float = 1.0             # how far a bundle's strands spread about its axis
     strand_diameter_mm: tuple = (0.3, 1.0)
     intensity_jitter: float = 0.2             # relative, per tissue
     noise_range: tuple = (0.01, 0.04)         # Rician sigma, relative to CSF
@@ -160,9 +162,8 @@ class _Geometry:
         return np.linalg.solve(self.affine[:3, :3], world - self.affine[:3, 3])
 
 
-def _strand_points(rng, start, end, options: SynthOptions, voxel) -> np.ndarray:
-    """Points (output voxel units) along a quadratic Bezier from start to end, bowed by a random control."""
-    control = (start + end) / 2 + rng.normal(0, 1.5, 3) / voxel
+def _strand_points(start, control, end, voxel) -> np.ndarray:
+    """Points (output voxel units) along the quadratic Bezier from start to end bowed towards control."""
     length_mm = np.linalg.norm((end - start) * voxel) + 1e-3
     t = np.linspace(0, 1, max(8, int(length_mm / 0.1)))[:, None]
     return (1 - t) ** 2 * start + 2 * (1 - t) * t * control + t ** 2 * end
@@ -181,30 +182,38 @@ def _covered_subvoxels(points: np.ndarray, radius_mm: float, voxel: np.ndarray) 
 
 
 def _draw_rootlets(rng, zones: np.ndarray, cord: np.ndarray, options: SynthOptions) -> tuple:
-    """(labels, coverage fraction): strands from the cord surface through each zone, caudally and laterally."""
+    """(labels, coverage fraction): bundles of strands from the cord surface through each zone, caudally and
+    laterally. A bundle's strands start and end within `bundle_radius_mm` of its own two ends, as rootlets run
+    together in bundles (each still a thin strand of its own)."""
     voxel = np.array(options.voxel_size, float)
     shape = np.array(zones.shape)
     distance_mm = ndimage.distance_transform_edt(~cord, sampling=voxel) if cord.any() else np.full(zones.shape, 9.)
     labels = np.zeros(zones.shape, np.uint8)
-    counts = np.zeros(zones.shape, np.uint8)
+    counts = np.zeros(zones.shape, np.uint16)
+
+    def spread():
+        return rng.normal(0, options.bundle_radius_mm / 2, 3) / voxel
+
     for level in np.unique(zones[zones > 0]):
         pieces, n_pieces = ndimage.label(zones == level)
         for piece in range(1, n_pieces + 1):
             voxels = np.argwhere(pieces == piece)
             d = distance_mm[tuple(voxels.T)]
             near, far = voxels[d <= d.min() + 1.0], voxels[d >= np.percentile(d, 80)]
-            for _ in range(rng.integers(options.strands_per_zone[0], options.strands_per_zone[1] + 1)):
+            for _ in range(rng.integers(options.bundles_per_zone[0], options.bundles_per_zone[1] + 1)):
                 start = near[rng.integers(len(near))] + rng.uniform(-0.5, 0.5, 3)
                 caudal = far[far[:, 2] <= start[2]]
                 pool = caudal if len(caudal) else far
                 end = pool[rng.integers(len(pool))] + rng.uniform(-0.5, 0.5, 3)
-                radius = rng.uniform(*options.strand_diameter_mm) / 2
-                sub = _covered_subvoxels(_strand_points(rng, start, end, options, voxel), radius, voxel)
-                inside = np.all((sub >= 0) & (sub < shape * SUPERSAMPLING), axis=1)
-                sub = sub[inside]
-                owner = sub // SUPERSAMPLING
-                np.add.at(counts, tuple(owner.T), 1)
-                labels[tuple(owner.T)] = level
+                bow = (start + end) / 2 + rng.normal(0, 1.5, 3) / voxel
+                for _ in range(rng.integers(options.strands_per_bundle[0], options.strands_per_bundle[1] + 1)):
+                    radius = rng.uniform(*options.strand_diameter_mm) / 2
+                    points = _strand_points(start + spread(), bow + spread(), end + spread(), voxel)
+                    sub = _covered_subvoxels(points, radius, voxel)
+                    sub = sub[np.all((sub >= 0) & (sub < shape * SUPERSAMPLING), axis=1)]
+                    owner = sub // SUPERSAMPLING
+                    np.add.at(counts, tuple(owner.T), 1)
+                    labels[tuple(owner.T)] = level
     coverage = (np.minimum(counts, SUPERSAMPLING ** 3) / SUPERSAMPLING ** 3).astype(np.float32)
     labels[coverage < LABEL_MIN_COVERAGE] = 0
     return labels, coverage

@@ -166,3 +166,62 @@ def test_binary_and_recode_modes(tmp_path):
     recode = LabelScheme("recode", parse_recode("2:1,3:1,9:0"))
     assert recode.apply(labels).tolist() == [0, 1, 1, 0]
     assert recode.label_names() == {"background": 0, "lvl1": 1}
+
+
+def test_lean_trainer_writes_an_nnunet_fold_that_segments_and_can_continue(tmp_path, rootlets_home):
+    """The CPU loop for synthetic data: nnU-Net's results layout and checkpoint keys, a log line per epoch with the
+    validation Dice, `-continue` from the latest checkpoint, and a fold our inference session loads."""
+    from sct_rootlets.inference import InferenceSession
+    from sct_rootlets.models import resolve_model
+
+    dataset = make_labelled_dataset(tmp_path)
+    work, manifest = tmp_path / "work", tmp_path / "m.tsv"
+
+    def cli(command, *args):
+        result = run_cli(*args, env_home=rootlets_home, command=command)
+        assert result.returncode == 0, f"{command} {args}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+        return result
+
+    cli("sct_rootlets_dataset", "manifest", "-path-data", dataset, "-o", manifest, "-test-fraction", "0")
+    cli("sct_rootlets_dataset", "build", "-path-data", dataset, "-manifest", manifest, "-o", work / "nnUNet_raw",
+        "-id", "503", "-name", "Lean", "-folds", "3")
+    cli("sct_rootlets_train", "plan", "-work", work, "-id", "503", "-patch-size", "16", "32", "32",
+        "-base-features", "4", "-max-features", "16")
+    train = ("sct_rootlets_train", "train", "-work", work, "-id", "503", "-trainer", "lean", "-iterations", "3",
+             "-val-iterations", "2", "-device", "cpu")
+    cli(*train, "-epochs", "2")
+    fold = work / "nnUNet_results" / "Dataset503_Lean" / "nnUNetTrainer__nnUNetPlans__3d_fullres" / "fold_0"
+    log = (fold / "training_log.txt").read_text()
+    assert "epoch 1/2: loss" in log and "epoch 2/2: loss" in log and "validation Dice binary" in log
+    final = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert final["trainer_name"] == "nnUNetTrainer" and final["init_args"]["configuration"] == "3d_fullres"
+    assert tuple(final["inference_allowed_mirroring_axes"]) == (2,) and "optimizer_state" not in final
+    latest = torch.load(fold / "checkpoint_latest.pth", map_location="cpu", weights_only=False)
+    assert latest["current_epoch"] == 2 and latest["optimizer_state"]
+
+    cli(*train, "-epochs", "3", "-continue")
+    log = (fold / "training_log.txt").read_text()
+    assert "continuing after epoch 2" in log and "epoch 3/3: loss" in log and "epoch 1/3" not in log
+
+    session = InferenceSession(resolve_model(str(fold.parent)), device="cpu")
+    image, _ = _subject(99)
+    labels = session.predict(image)
+    assert labels.shape == image.shape and set(np.unique(labels)) <= set(range(10))
+
+
+def test_lean_patches_centre_on_labels_and_pad_outside_the_image():
+    from sct_rootlets.training.lean import LeanSchedule, PatchSampler
+
+    data = np.arange(10 * 12 * 14, dtype=np.float32).reshape(1, 10, 12, 14)
+    seg = np.zeros((1, 10, 12, 14), np.int16)
+    seg[0, 9, 11, 13] = 4  # the corner voxel: a patch centred there leaves the image
+    sampler = PatchSampler([(data, seg, {4: np.array([[0, 9, 11, 13]])})], (8, 8, 8), 1.0, ())
+    images, labels = sampler.sample(np.random.default_rng(0), 3)
+    assert images.shape == labels.shape == (3, 1, 8, 8, 8)
+    assert all((labels[i] == 4).sum() == 1 for i in range(3))
+    bigger = PatchSampler([(data, seg, {4: np.array([[0, 9, 11, 13]])})], (12, 16, 16), 0.0, ())
+    images, labels = bigger.sample(np.random.default_rng(1), 2)
+    assert images.shape == (2, 1, 12, 16, 16) and (images == 0).sum() >= 2 * (12 * 16 * 16 - 10 * 12 * 14)
+    schedule = LeanSchedule(epochs=2, iterations=50, warmup_iterations=10, learning_rate=1.0)
+    assert schedule.learning_rate_at(0) == pytest.approx(0.1) and schedule.learning_rate_at(9) == 1.0
+    assert schedule.learning_rate_at(99) < 1e-3 < schedule.learning_rate_at(50) < 1.0

@@ -34,15 +34,25 @@ def get_parser() -> argparse.ArgumentParser:
                       help="With -patch-size: feature cap. Default: 320.")
     plan.add_argument("-batch-size", dest="batch_size", type=int, default=2, help="With -patch-size. Default: 2.")
     train.add_argument("-fold", type=int, default=0)
+    train.add_argument("-trainer", choices=("nnunet", "lean"), default="nnunet",
+                       help="nnunet: nnU-Net's nnUNetTrainer (GPU-sized schedule, heavy augmentation). lean: a "
+                            "CPU-sized loop for synthetic data (same network, loss and checkpoints; patches cut "
+                            "directly, AdamW, see sct_rootlets.training.lean). Default: nnunet.")
     train.add_argument("-epochs", type=int, default=1000, help="Default: 1000 (nnU-Net's schedule).")
     train.add_argument("-iterations", type=int, default=250, help="Iterations per epoch. Default: 250.")
     train.add_argument("-val-iterations", type=int, default=50, dest="val_iterations")
     train.add_argument("-device", default="auto", help="auto, cpu, cuda or cuda:N. Default: auto.")
     train.add_argument("-oversample-foreground", dest="oversample_foreground", type=float,
-                       help="Share of patches centred on a rootlet, 0..1. Default: nnU-Net's 0.33.")
+                       help="Share of patches centred on a rootlet, 0..1. Default: nnU-Net's 0.33 (lean: 0.67).")
     train.add_argument("-mirror-axes", dest="mirror_axes", type=int, nargs="*",
                        help="Mirroring augmentation axes in plans order (e.g. 2 = left-right for a sagittal "
-                            "dataset; none for no mirroring). Default: nnU-Net's, all axes.")
+                            "dataset; none for no mirroring). Default: nnU-Net's, all axes (lean: 2).")
+    train.add_argument("-learning-rate", dest="learning_rate", type=float, default=2e-3,
+                       help="lean: peak AdamW learning rate (warm-up, then cosine decay). Default: 0.002.")
+    train.add_argument("-bf16", action="store_true",
+                       help="lean: bfloat16 autocast (about twice as fast on CPUs with AVX512-BF16 or AMX).")
+    train.add_argument("-continue", dest="resume", action="store_true",
+                       help="lean: continue from the fold's checkpoint_latest.pth.")
     train.add_argument("-data-workers", type=int, default=0, dest="data_workers",
                        help="Augmentation worker processes (0: in the training process). Default: 0.")
     export.add_argument("-name", required=True, help="Model name (registry key).")
@@ -67,6 +77,19 @@ def run(args: argparse.Namespace, argv) -> None:
             network = train.NetworkSize(tuple(args.patch_size), args.base_features, args.max_features,
                                         args.batch_size)
         folder = train.plan_and_preprocess(args.work, args.dataset_id, processes=args.processes, network=network)
+        print(f"Done: {folder}")
+    elif args.step == "train" and args.trainer == "lean":
+        from sct_rootlets.training.lean import LeanSchedule, train_lean
+
+        defaults = LeanSchedule()
+        schedule = LeanSchedule(
+            epochs=args.epochs, iterations=args.iterations, val_patches=args.val_iterations,
+            learning_rate=args.learning_rate, bfloat16=args.bf16,
+            foreground_share=defaults.foreground_share if args.oversample_foreground is None
+            else args.oversample_foreground,
+            mirror_axes=defaults.mirror_axes if args.mirror_axes is None else tuple(args.mirror_axes))
+        folder = train_lean(args.work, args.dataset_id, fold=args.fold, schedule=schedule, device=args.device,
+                            resume=args.resume)
         print(f"Done: {folder}")
     elif args.step == "train":
         folder = train.train(args.work, args.dataset_id, fold=args.fold, epochs=args.epochs,
