@@ -171,6 +171,7 @@ def test_binary_and_recode_modes(tmp_path):
 def test_lean_trainer_writes_an_nnunet_fold_that_segments_and_can_continue(tmp_path, rootlets_home):
     """The CPU loop for synthetic data: nnU-Net's results layout and checkpoint keys, a log line per epoch with the
     validation Dice, `-continue` from the latest checkpoint, and a fold our inference session loads."""
+    from sct_rootlets.image import load_input_image
     from sct_rootlets.inference import InferenceSession
     from sct_rootlets.models import resolve_model
 
@@ -204,9 +205,9 @@ def test_lean_trainer_writes_an_nnunet_fold_that_segments_and_can_continue(tmp_p
     assert "continuing after epoch 2" in log and "epoch 3/3: loss" in log and "epoch 1/3" not in log
 
     session = InferenceSession(resolve_model(str(fold.parent)), device="cpu")
-    image, _ = _subject(99)
-    labels = session.predict(image)
-    assert labels.shape == image.shape and set(np.unique(labels)) <= set(range(10))
+    nib.save(_subject(99)[0], tmp_path / "unseen.nii.gz")
+    labels = session.predict(load_input_image(tmp_path / "unseen.nii.gz"))
+    assert labels.shape == SHAPE and set(np.unique(labels)) <= set(range(10))
 
 
 def test_lean_patches_centre_on_labels_and_pad_outside_the_image():
