@@ -284,12 +284,16 @@ def write_case(case: SyntheticCase, dataset: Path, subject: str, options: SynthO
     return image_path
 
 
+def subject_name(number: int) -> str:
+    return f"sub-{number:03d}"
+
+
 def generate_dataset(template: Template, output: Path, *, count: int, seed: int,
-                     options: SynthOptions = SynthOptions()) -> list:
-    """`count` subjects sub-001... with seeds seed, seed+1, ...; returns the image paths."""
+                     options: SynthOptions = SynthOptions(), first_subject: int = 1) -> list:
+    """`count` subjects from sub-<first_subject> on, with seeds seed, seed+1, ...; returns the image paths."""
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     (output / "dataset_description.json").write_text(
         '{"Name": "sct_rootlets synthetic rootlets", "BIDSVersion": "1.9.0", "DatasetType": "raw"}\n')
-    return [write_case(generate_case(template, seed + index, options), output, f"sub-{index + 1:03d}", options)
-            for index in range(count)]
+    return [write_case(generate_case(template, seed + index, options), output, subject_name(first_subject + index),
+                       options) for index in range(count)]

@@ -57,3 +57,23 @@ def test_command_honours_voxel_size_and_orientation(tmp_path, rootlets_home):
     refused = run_cli("-pam50", tmp_path, "-o", tmp_path / "other", env_home=rootlets_home,
                       command="sct_rootlets_synth")
     assert refused.returncode == 1 and "PAM50_rootlets.nii.gz is missing" in refused.stderr
+
+
+def test_chunks_add_subjects_and_never_replace_them_silently(tmp_path, rootlets_home):
+    """Generating in chunks (-first-subject) gives the volumes one run with the same first seed gives."""
+    common = ("-pam50", PAM50, "-shape", "24x48x96", "-o")
+    whole = run_cli(*common, tmp_path / "whole", "-n", "2", "-seed", "40", env_home=rootlets_home,
+                    command="sct_rootlets_synth")
+    assert whole.returncode == 0, whole.stderr
+    for first, seed in ((1, "40"), (2, "41")):
+        chunk = run_cli(*common, tmp_path / "chunks", "-n", "1", "-seed", seed, "-first-subject", str(first),
+                        env_home=rootlets_home, command="sct_rootlets_synth")
+        assert chunk.returncode == 0, chunk.stderr
+    for subject in ("sub-001", "sub-002"):
+        name = f"{subject}/anat/{subject}_T2w.nii.gz"
+        np.testing.assert_array_equal(nib.load(tmp_path / "whole" / name).get_fdata(),
+                                      nib.load(tmp_path / "chunks" / name).get_fdata())
+    again = run_cli(*common, tmp_path / "chunks", "-n", "2", "-seed", "7", "-first-subject", "2",
+                    env_home=rootlets_home, command="sct_rootlets_synth")
+    assert again.returncode == 1 and "already holds sub-002" in again.stderr
+    assert not (tmp_path / "chunks" / "sub-003").exists()

@@ -29,6 +29,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", required=True, metavar="FOLDER", help="BIDS dataset to write.")
     parser.add_argument("-n", type=int, default=1, help="Number of volumes (subjects). Default: 1.")
     parser.add_argument("-seed", type=int, default=0, help="Seed of the first volume (then seed+1, ...).")
+    parser.add_argument("-first-subject", dest="first_subject", type=int, default=1,
+                        help="Number of the first subject (sub-NNN): adds volumes to an existing dataset, e.g. "
+                             "generated in parallel chunks. Default: 1.")
     parser.add_argument("-pam50", required=True, metavar="FOLDER", help="PAM50 folder (PAM50_*.nii.gz).")
     parser.add_argument("-pmj-label", dest="pmj_label", metavar="FILE",
                         help="PAM50_small_t2_pmj_manual.nii.gz, to place a PMJ point.")
@@ -46,22 +49,26 @@ def run(args: argparse.Namespace, argv) -> None:
 
     from sct_rootlets.errors import RootletsError
     from sct_rootlets.image import sct_orientation_to_axcodes
-    from sct_rootlets.synth import SynthOptions, generate_dataset, load_template
+    from sct_rootlets.synth import SynthOptions, generate_dataset, load_template, subject_name
 
     try:
         sct_orientation_to_axcodes(args.orientation)
     except ValueError as exc:
         raise RootletsError(f"{exc}.") from None
-    if args.n < 1:
-        raise RootletsError("-n must be at least 1.")
-    if Path(args.o).exists() and any(Path(args.o).iterdir()) and not args.overwrite:
-        raise RootletsError(f"{args.o} is not empty; use -overwrite to write into it.")
+    if args.n < 1 or args.first_subject < 1:
+        raise RootletsError("-n and -first-subject must be at least 1.")
+    subjects = [subject_name(args.first_subject + index) for index in range(args.n)]
+    existing = [s for s in subjects if (Path(args.o) / s).exists()]
+    if existing and not args.overwrite:
+        raise RootletsError(f"{args.o} already holds {existing[0]} (and {len(existing) - 1} more of the subjects to "
+                            f"write); use another -first-subject, or -overwrite to replace them.")
     try:
         template = load_template(Path(args.pam50), Path(args.pmj_label) if args.pmj_label else None)
     except FileNotFoundError as exc:
         raise RootletsError(str(exc)) from None
     options = SynthOptions(shape=args.shape, voxel_size=args.voxel_size, orientation=args.orientation.upper())
-    for path in generate_dataset(template, Path(args.o), count=args.n, seed=args.seed, options=options):
+    for path in generate_dataset(template, Path(args.o), count=args.n, seed=args.seed, options=options,
+                                 first_subject=args.first_subject):
         print(f"Done: {path}")
 
 
