@@ -15,6 +15,7 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Optional
 from urllib.parse import urlparse
@@ -170,13 +171,20 @@ def _is_intact(name: str) -> bool:
 def install_model(name: Optional[str] = None, *, force: bool = False, progress: bool = True) -> Path:
     """Install a registry model (the default one if no name): a no-op if it is installed and intact."""
     card = registry.get_card(name) if name else registry.default_card()
-    if not card.urls:
+    if not card.urls and not card.bundled:
         raise InstallError(f"Model {card.name!r} has no download address; install its archive with -install-from.")
     with _lock(card.name):
         if not force and _is_intact(card.name):
             logger.info("Model %s is already installed in %s.", card.name, installed_folder(card.name))
             return installed_folder(card.name)
         expected, expected_from = _expected_sha256(card.name, card.sha256)
+        if card.bundled:
+            with resources.as_file(registry.bundled_archive(card)) as archive:
+                if not archive.is_file():
+                    raise InstallError(f"The bundled archive {card.bundled} of {card.name!r} is missing from "
+                                       f"this installation of sct_rootlets; reinstall the package.")
+                return _install_archive(archive, card.name, f"bundled with sct_rootlets {__version__}",
+                                        expected, card.version, expected_from)
         archive = paths.downloads_dir() / f"{card.name}.zip"
         try:
             url = download_file(card.urls, archive, progress=progress)

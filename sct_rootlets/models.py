@@ -1,6 +1,7 @@
 """Model lookup: turn what the user gave (nothing, a model name or a folder) into a verified model to load."""
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -10,6 +11,8 @@ from sct_rootlets.download import sha256_of_file
 from sct_rootlets.errors import ModelError
 from sct_rootlets.image import sct_orientation_to_axcodes
 from sct_rootlets.model_folder import ModelFolder, open_model_folder
+
+logger = logging.getLogger(__name__)
 
 #: SCT's default when neither dataset.json nor a model card names an orientation.
 DEFAULT_ORIENTATION = "LPI"
@@ -73,6 +76,12 @@ def resolve_model(model: Optional[str] = None, folds: Optional[Sequence[str]] = 
     """None -> the installed default model; an existing folder -> that nnU-Net model; else an installed name."""
     if model is None:
         default = registry.default_card().name
+        offline = registry.offline_default_card()
+        if install.read_installation(default) is None and offline is not None:
+            logger.warning("The default model %s is not installed (sct_deepseg_rootlets -install); using the "
+                           "bundled %s: %s", default, offline.name, offline.description)
+            install.install_model(offline.name, progress=False)
+            return _from_installation(offline.name, folds)
         if install.read_installation(default) is None:
             others = install.installed_names()
             hint = f" (installed: {', '.join(others)}; choose one with -model NAME)" if others else ""

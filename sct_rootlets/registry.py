@@ -39,6 +39,8 @@ class ModelCard:
     citation: str
     homepage: str = ""
     default: bool = False
+    bundled: str = ""             # archive shipped beside the card in the package: installs offline
+    offline_default: bool = False  # used when no model is chosen and the default one is not installed
 
     @classmethod
     def from_dict(cls, data: dict, source: str) -> "ModelCard":
@@ -57,6 +59,12 @@ class ModelCard:
         if not isinstance(urls, list) or not all(isinstance(u, str) and u.startswith(("http://", "https://"))
                                                  for u in urls):
             problems.append("urls must be a list of http(s) addresses (empty for a model installed from a file)")
+        bundled = data.get("bundled", "")
+        if bundled and not (isinstance(bundled, str) and _NAME_PATTERN.match(bundled) and bundled.endswith(".zip")
+                            and sha256):
+            problems.append("bundled must be a .zip file name beside the card, with the card's sha256 set")
+        if data.get("offline_default") and not bundled:
+            problems.append("only a bundled model can be the offline default")
         labels = data["labels"]
         if not isinstance(labels, dict) or not all(isinstance(v, int) and 0 < v < 256 for v in labels.values()):
             problems.append("labels must map names to values 1..255")
@@ -120,6 +128,19 @@ def default_card() -> ModelCard:
     if len(defaults) != 1:
         raise ModelError(f"Exactly one model card must be marked default, found {len(defaults)}.")
     return defaults[0]
+
+
+def offline_default_card() -> Optional[ModelCard]:
+    """The bundled model used when the default one is not installed (None if no card is marked so)."""
+    cards = [card for card in all_cards().values() if card.offline_default]
+    if len(cards) > 1:
+        raise ModelError(f"At most one model card may be the offline default, found {len(cards)}.")
+    return cards[0] if cards else None
+
+
+def bundled_archive(card: ModelCard):
+    """The packaged archive of a bundled model (an importlib.resources traversable)."""
+    return resources.files("sct_rootlets.model_cards") / card.bundled
 
 
 def card_for_archive(sha256: str, archive_name: str) -> Optional[ModelCard]:

@@ -163,11 +163,15 @@ def test_model_folder_without_checkpoints(good_image, tmp_path, tiny_trainer_dir
     _assert_clean_failure(result, "has no checkpoint", good_image.parent, before)
 
 
-def test_no_model_installed_says_how_to_install(good_image, rootlets_home):
-    before = set(os.listdir(good_image.parent))
-    result = run_cli("-i", good_image, env_home=rootlets_home)
-    _assert_clean_failure(result, "install the default one with: sct_deepseg_rootlets -install",
-                          good_image.parent, before)
+def test_no_model_installed_says_how_to_install(rootlets_home, monkeypatch):
+    """Without the bundled offline model (see test_starter_model for the case with it)."""
+    from sct_rootlets import registry
+    from sct_rootlets.errors import ModelError
+    from sct_rootlets.models import resolve_model
+
+    monkeypatch.setattr(registry, "offline_default_card", lambda: None)
+    with pytest.raises(ModelError, match="install the default one with: sct_deepseg_rootlets -install"):
+        resolve_model(None)
 
 
 def test_output_folder_not_writable(good_image, tiny_model_root, tmp_path, rootlets_home):

@@ -1,5 +1,7 @@
 """The model registry: shipped cards are valid, lab cards extend them, bad cards are reported clearly."""
 
+import json
+
 import pytest
 
 from conftest import run_cli, write_lab_card
@@ -15,8 +17,31 @@ def test_shipped_cards_describe_the_published_releases():
     assert default.urls[0].endswith("/r20250318/model-spinal-rootlets-multicon-r20250318.zip")
     assert default.labels == {"C2": 2, "C3": 3, "C4": 4, "C5": 5, "C6": 6, "C7": 7, "C8": 8, "T1": 9}
     for card in cards.values():
-        assert card.sha256 is None  # no published checksum: recorded at first install
+        if not card.bundled:
+            assert card.sha256 is None  # no published checksum: recorded at first install
         assert card.license and card.citation and card.contrasts
+
+
+def test_bundled_starter_model_is_the_offline_default_and_its_archive_is_intact():
+    from sct_rootlets.download import sha256_of_file
+
+    starter = registry.offline_default_card()
+    assert starter is not None and starter.name == "rootletseg-synth-starter" and not starter.default
+    assert "synthetic data only" in starter.description
+    archive = registry.bundled_archive(starter)
+    assert archive.is_file() and archive.stat().st_size <= 25 * 1024 ** 2
+    assert sha256_of_file(archive) == starter.sha256
+
+
+def test_bundled_card_needs_a_zip_name_and_checksum(rootlets_home):
+    path = write_lab_card(rootlets_home, "lab-model", [])
+    card = json.loads(path.read_text())
+    path.write_text(json.dumps({**card, "bundled": "../lab.zip", "offline_default": True}))
+    with pytest.raises(ModelError, match="bundled must be a .zip file name beside the card, with the card's sha256"):
+        registry.all_cards()
+    path.write_text(json.dumps({**card, "offline_default": True}))
+    with pytest.raises(ModelError, match="only a bundled model can be the offline default"):
+        registry.all_cards()
 
 
 def test_lab_card_is_listed(rootlets_home):

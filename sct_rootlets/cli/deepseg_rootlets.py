@@ -51,6 +51,7 @@ def _list_models() -> None:
     cards = registry.all_cards()
     for card in cards.values():
         flags = ", ".join(f for f in ("default" if card.default else "",
+                                      "offline default, bundled" if card.offline_default else "",
                                       "installed" if card.name in installed else "") if f)
         print(f"{card.name}{f' [{flags}]' if flags else ''}\n    {card.description}\n"
               f"    contrasts: {', '.join(card.contrasts)}; labels: "
