@@ -167,6 +167,7 @@ def train_lean(work: Path, dataset_id: int, *, fold: int = 0, schedule: LeanSche
     """Train one fold with the lean loop; returns the fold folder (checkpoint_final.pth and a training log)."""
     import torch
 
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
@@ -206,8 +207,6 @@ def train_lean(work: Path, dataset_id: int, *, fold: int = 0, schedule: LeanSche
         torch.set_num_threads(available_cpus())
     labels = sorted(int(v) for k, v in dataset_json["labels"].items() if k != "background")
     num_classes = max(labels) + 1
-    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
-
     torch.manual_seed(schedule.seed)
     network = get_network_from_plans(configuration.network_arch_class_name, configuration.network_arch_init_kwargs,
                                      configuration.network_arch_init_kwargs_req_import,
