@@ -57,14 +57,18 @@ def _sha256(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _run_ok(rootlets_home, command, *args):
+    result = run_cli(*args, env_home=rootlets_home, command=command)
+    assert result.returncode == 0, f"{command} {args}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
 def test_training_loop_end_to_end(tmp_path, rootlets_home):
     dataset = make_labelled_dataset(tmp_path)
     work, manifest = tmp_path / "work", tmp_path / "D1a.tsv"
 
     def cli(command, *args):
-        result = run_cli(*args, env_home=rootlets_home, command=command)
-        assert result.returncode == 0, f"{command} {args}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
-        return result
+        return _run_ok(rootlets_home, command, *args)
 
     cli("sct_rootlets_dataset", "manifest", "-path-data", dataset, "-o", manifest, "-test-fraction", "0.34")
     table = pd.read_csv(manifest, sep="\t")
@@ -179,9 +183,7 @@ def test_lean_trainer_writes_an_nnunet_fold_that_segments_and_can_continue(tmp_p
     work, manifest = tmp_path / "work", tmp_path / "m.tsv"
 
     def cli(command, *args):
-        result = run_cli(*args, env_home=rootlets_home, command=command)
-        assert result.returncode == 0, f"{command} {args}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
-        return result
+        return _run_ok(rootlets_home, command, *args)
 
     cli("sct_rootlets_dataset", "manifest", "-path-data", dataset, "-o", manifest, "-test-fraction", "0")
     cli("sct_rootlets_dataset", "build", "-path-data", dataset, "-manifest", manifest, "-o", work / "nnUNet_raw",

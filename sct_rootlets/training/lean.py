@@ -26,7 +26,9 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from sct_rootlets.training.train import CONFIGURATION, TRAINER_FOLDER, TrainingError, dataset_folder
+from sct_rootlets.atomic import atomic_paths
+from sct_rootlets.metrics import dice
+from sct_rootlets.training.train import CONFIGURATION, TRAINER_FOLDER, TrainingError, check_sampling, read_plans
 
 #: The trainer class whose network builder (plans -> network) the checkpoints rely on; nnU-Net looks it up by name.
 NNUNET_TRAINER_NAME = "nnUNetTrainer"
@@ -154,12 +156,9 @@ def _loss(configuration_manager, n_outputs: int):
 
 def _dice(prediction: np.ndarray, truth: np.ndarray, labels: Sequence[int]) -> tuple:
     """(binary Dice of all labels together, mean Dice over the labels present in truth or prediction)."""
-    def dice(a, b):
-        total = a.sum() + b.sum()
-        return 2 * (a & b).sum() / total if total else np.nan
-
-    per_label = [dice(prediction == label, truth == label) for label in labels]
-    return dice(prediction > 0, truth > 0), float(np.nanmean(per_label)) if not np.all(np.isnan(per_label)) else 0.0
+    present = [label for label in labels if np.any(truth == label) or np.any(prediction == label)]
+    per_label = [dice(truth == label, prediction == label) for label in present]
+    return dice(truth > 0, prediction > 0), float(np.mean(per_label)) if per_label else 0.0
 
 
 def train_lean(work: Path, dataset_id: int, *, fold: int = 0, schedule: LeanSchedule = LeanSchedule(),
@@ -173,15 +172,8 @@ def train_lean(work: Path, dataset_id: int, *, fold: int = 0, schedule: LeanSche
 
     from sct_rootlets.inference import available_cpus, select_device
 
-    if not 0 <= schedule.foreground_share <= 1:
-        raise TrainingError(f"The foreground share {schedule.foreground_share} is outside 0..1.")
-    if not set(schedule.mirror_axes) <= {0, 1, 2}:
-        raise TrainingError(f"Mirror axes {list(schedule.mirror_axes)} must be among 0, 1, 2.")
-    preprocessed = dataset_folder(Path(work) / "nnUNet_preprocessed", dataset_id)
-    if not (preprocessed / "nnUNetPlans.json").is_file():
-        raise TrainingError(f"{preprocessed} has no plans; run the plan step first.")
-    plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())
-    dataset_json = json.loads((preprocessed / "dataset.json").read_text())
+    check_sampling(schedule.foreground_share, schedule.mirror_axes)
+    preprocessed, plans, dataset_json = read_plans(work, dataset_id)
     plans_manager = PlansManager(plans)
     configuration = plans_manager.get_configuration(CONFIGURATION)
     data_folder = preprocessed / configuration.data_identifier
@@ -273,8 +265,8 @@ def train_lean(work: Path, dataset_id: int, *, fold: int = 0, schedule: LeanSche
         if per_level > best_dice:
             best_dice = per_level
             torch.save(checkpoint(epoch + 1, with_optimizer=False), output / "checkpoint_best.pth")
-        torch.save(checkpoint(epoch + 1, with_optimizer=True), latest.with_suffix(".part"))
-        latest.with_suffix(".part").replace(latest)
+        with atomic_paths([latest], overwrite=True) as (partial,):
+            torch.save(checkpoint(epoch + 1, with_optimizer=True), partial)
     torch.save(checkpoint(schedule.epochs, with_optimizer=False), output / "checkpoint_final.pth")
     report(f"done: {output / 'checkpoint_final.pth'} (best validation Dice per level {best_dice:.3f})")
     return output

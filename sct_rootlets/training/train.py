@@ -121,6 +121,23 @@ def plan_and_preprocess(work: Path, dataset_id: int, processes: int = 1,
     return preprocessed
 
 
+def check_sampling(foreground_share: Optional[float], mirror_axes: Optional[Sequence[int]]) -> None:
+    """Refuse a foreground share outside 0..1 or mirror axes other than 0, 1, 2 (None: the trainer's default)."""
+    if foreground_share is not None and not 0 <= foreground_share <= 1:
+        raise TrainingError(f"The foreground share {foreground_share} is outside 0..1.")
+    if mirror_axes is not None and not set(mirror_axes) <= {0, 1, 2}:
+        raise TrainingError(f"Mirror axes {list(mirror_axes)} must be among 0, 1, 2.")
+
+
+def read_plans(work: Path, dataset_id: int) -> tuple:
+    """(preprocessed folder, plans, dataset.json) of a planned dataset."""
+    preprocessed = dataset_folder(Path(work) / "nnUNet_preprocessed", dataset_id)
+    if not (preprocessed / "nnUNetPlans.json").is_file():
+        raise TrainingError(f"{preprocessed} has no plans; run the plan step first.")
+    return (preprocessed, json.loads((preprocessed / "nnUNetPlans.json").read_text()),
+            json.loads((preprocessed / "dataset.json").read_text()))
+
+
 def train(work: Path, dataset_id: int, *, fold: int = 0, epochs: int = 1000, iterations: int = 250,
           val_iterations: int = 50, device: str = "auto", data_workers: int = 0,
           oversample_foreground: Optional[float] = None, mirror_axes: Optional[Sequence[int]] = None) -> Path:
@@ -135,15 +152,8 @@ def train(work: Path, dataset_id: int, *, fold: int = 0, epochs: int = 1000, ite
 
     from sct_rootlets.inference import select_device
 
-    if oversample_foreground is not None and not 0 <= oversample_foreground <= 1:
-        raise TrainingError(f"The foreground share {oversample_foreground} is outside 0..1.")
-    if mirror_axes is not None and not set(mirror_axes) <= {0, 1, 2}:
-        raise TrainingError(f"Mirror axes {list(mirror_axes)} must be among 0, 1, 2.")
-    preprocessed = dataset_folder(Path(work) / "nnUNet_preprocessed", dataset_id)
-    if not (preprocessed / "nnUNetPlans.json").is_file():
-        raise TrainingError(f"{preprocessed} has no plans; run the plan step first.")
-    plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())
-    dataset_json = json.loads((preprocessed / "dataset.json").read_text())
+    check_sampling(oversample_foreground, mirror_axes)
+    _, plans, dataset_json = read_plans(work, dataset_id)
     plans["continue_training"] = False
     with nnunet_environment(work, data_workers=data_workers):
         from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
