@@ -23,6 +23,10 @@ done
 
 # BIDS names: sub-XX/ses-YY -> sub-XX_ses-YY
 FILE_PREFIX=${SUBJECT//\//_}
+# QC entries name the dataset by its folder, as SCT's QC does for an image inside it (DATASET/sub-XX/anat/...);
+# the working copy in data_processed would otherwise give "data_processed".
+DATASET=$(basename "$(cd "$PATH_DATA" && pwd)")
+QC_ARGS=(-qc "$PATH_QC" -qc-dataset "$DATASET" -qc-subject "$FILE_PREFIX")
 mkdir -p "$PATH_DATA_PROCESSED/$SUBJECT" "$PATH_RESULTS"
 rsync -a --exclude 'derivatives' "$PATH_DATA/$SUBJECT/" "$PATH_DATA_PROCESSED/$SUBJECT/" 2>/dev/null \
   || cp -r "$PATH_DATA/$SUBJECT/." "$PATH_DATA_PROCESSED/$SUBJECT/"
@@ -40,20 +44,21 @@ for image in "${FILE_PREFIX}"*_T2w.nii.gz; do
     cp "$manual_cord" "${stem}_label-SC_seg.nii.gz"
     CORD_ARGS=(-s "${stem}_label-SC_seg.nii.gz")
   elif command -v sct_deepseg >/dev/null; then
-    sct_deepseg spinalcord -i "$image" -o "${stem}_label-SC_seg.nii.gz" -qc "$PATH_QC" -qc-subject "$FILE_PREFIX"
+    sct_deepseg spinalcord -i "$image" -o "${stem}_label-SC_seg.nii.gz" "${QC_ARGS[@]}"
     CORD_ARGS=(-s "${stem}_label-SC_seg.nii.gz")
   fi
   sct_deepseg_rootlets -i "$image" -o "${stem}_label-rootlets_dseg.nii.gz" "${MODEL_ARGS[@]}" -threads "$THREADS" \
-    "${CORD_ARGS[@]}" -qc "$PATH_QC" -qc-subject "$FILE_PREFIX" -overwrite -v 1
+    "${CORD_ARGS[@]}" "${QC_ARGS[@]}" -overwrite -v 1
 
   levels_csv="${stem}_label-rootlets_dseg_spinal_levels.csv"
   if [[ -f "$levels_csv" ]]; then
-    # Append to one results table; flock serialises the jobs that sct_run_batch runs in parallel.
-    (
+    # Append to one results table. The jobs sct_run_batch runs in parallel serialise on a lock of the table
+    # itself (flock), so no lock file is left among the results.
+    summary="$PATH_RESULTS/spinal_levels.csv"
+    {
       flock 9
-      summary="$PATH_RESULTS/spinal_levels.csv"
-      [[ -s "$summary" ]] || head -n 1 "$levels_csv" > "$summary"
-      tail -n +2 "$levels_csv" >> "$summary"
-    ) 9>"$PATH_RESULTS/.spinal_levels.lock"
+      [[ -s "$summary" ]] || head -n 1 "$levels_csv" >&9
+      tail -n +2 "$levels_csv" >&9
+    } 9>>"$summary"
   fi
 done

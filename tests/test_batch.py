@@ -154,15 +154,23 @@ def test_process_script_under_the_sct_run_batch_contract(dataset, tiny_model_roo
            "PATH_DATA": str(dataset), "PATH_DATA_PROCESSED": str(out / "data_processed"),
            "PATH_RESULTS": str(out / "results"), "PATH_LOG": str(out / "log"), "PATH_QC": str(out / "qc"),
            "PATH_SEGMANUAL": str(dataset / "derivatives/labels")}
-    result = subprocess.run(["bash", str(REPO / "batch/process_rootlets.sh"), "sub-01", str(tiny_model_root)],
-                            env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = [subprocess.Popen(["bash", str(REPO / "batch/process_rootlets.sh"), subject, str(tiny_model_root)],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for subject in ("sub-01", "sub-02")]                     # in parallel, as sct_run_batch -jobs 2
+    for job in jobs:
+        _, stderr = job.communicate(timeout=600)
+        assert job.returncode == 0, stderr[-3000:]
     anat = out / "data_processed/sub-01/anat"
     assert (anat / "sub-01_T2w_label-rootlets_dseg.nii.gz").is_file()
     assert (anat / "sub-01_T2w_label-rootlets_dseg.json").is_file()
+    assert [p.name for p in (out / "results").iterdir()] == ["spinal_levels.csv"], "only results, no lock file"
+    assert not [p for p in out.rglob("*") if "lock" in p.name.lower()]
     table = pd.read_csv(out / "results/spinal_levels.csv")
-    assert list(table.columns[:3]) == ["spinal_level", "fname", "slice_start"] and len(table) >= 1
+    assert list(table.columns[:3]) == ["spinal_level", "fname", "slice_start"]
+    assert set(table.fname.map(lambda f: Path(f).name[:6])) == {"sub-01", "sub-02"}, "one header, both jobs' rows"
     assert (out / "qc/js/datasets.js").is_file()
+    entries = [json.loads(p.read_text()) for p in (out / "qc/_json").glob("qc_*.json")]
+    assert {(e["dataset"], e["subject"]) for e in entries} == {("ds", "sub-01"), ("ds", "sub-02")}
     assert (dataset / "sub-01/anat/sub-01_T2w.nii.gz").is_file(), "the raw dataset is untouched"
 
     missing_env = subprocess.run(["bash", str(REPO / "batch/process_rootlets.sh"), "sub-01"],
