@@ -166,6 +166,11 @@ def label_image_like(labels: np.ndarray, reference: nib.Nifti1Image) -> nib.Nift
     return image
 
 
+def stored_dtype(nifti: nib.Nifti1Image) -> np.dtype:
+    """The voxel type a reader that does not convert (SCT's Image) sees: the file's type, float if scaled."""
+    return np.asanyarray(nifti.dataobj[(slice(0, 1),) * len(nifti.shape)]).dtype
+
+
 def load_label_image(path, what: str = "label map") -> InputImage:
     """Load a label map or mask (rootlets, cord, discs, PMJ): a valid 3D image with whole-number values.
 

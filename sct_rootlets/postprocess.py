@@ -57,45 +57,59 @@ def remove_caudal_to_point(labels: np.ndarray, affine: np.ndarray, point_ijk) ->
 
 
 def parse_dilation_size(text: str) -> tuple:
-    """'3' -> (3,), '2x2x0' -> (2, 2, 0): sizes in voxels as sct_maths -dilate takes them."""
-    if not re.fullmatch(r"\d+(x\d+){0,2}", text.strip()) or text.count("x") == 1:
-        raise ValueError(f"dilation size {text!r} must be N or AxBxC (whole numbers of voxels)")
+    """'3' -> (3,), '1x4' -> (1, 4), '2x2x0' -> (2, 2, 0): sizes in voxels as sct_maths -dilate takes them."""
+    if not re.fullmatch(r"\d+(x\d+){0,2}", text.strip()):
+        raise ValueError(f"dilation size {text!r} must be N, AxB or AxBxC (whole numbers of voxels)")
     return tuple(int(part) for part in text.strip().split("x"))
 
 
 def _ellipsoid(radii) -> np.ndarray:
+    """Voxels with sum((x_i / r_i)^2) <= 1, multiplied out so it is exact in integers and a zero radius gives the
+    full box over the other axes, as sct_maths does (ball 2x2x0 -> 5x5x1 = 25 voxels)."""
     grids = np.ogrid[tuple(slice(-r, r + 1) for r in radii)]
-    return sum((g / r) ** 2 if r else (g != 0) * 2.0 for g, r in zip(grids, radii)) <= 1
+    scales = [int(np.prod(np.delete(radii, axis))) for axis in range(len(radii))]
+    return sum((grid * scale) ** 2 for grid, scale in zip(grids, scales)) <= int(np.prod(radii)) ** 2
 
 
 def dilation_footprint(size: tuple, shape: str = "ball", dim: int = None) -> np.ndarray:
     """The 3D structuring element of `sct_maths -dilate SIZE -shape SHAPE [-dim DIM]`.
 
-    ball/disk: SIZE is the radius not counting the centre (0 does nothing); AxBxC gives an ellipsoid.
-    cube/square: SIZE is the edge length (1 does nothing); AxBxC gives a box.
-    disk/square are 2D, in the plane orthogonal to axis `dim`.
+    ball/disk: SIZE is the radius not counting the centre (0 does nothing); several values give an ellipsoid.
+    cube/square: SIZE is the edge length (1 does nothing); several values give a box.
+    ball/cube take 1 or 3 values (x, y, z); disk/square 1 or 2, for the two axes other than `dim`, in order.
     """
     if shape not in DILATION_SHAPES:
         raise ValueError(f"dilation shape {shape!r} must be one of {', '.join(DILATION_SHAPES)}")
     planar = shape in ("disk", "square")
     if planar and dim not in (0, 1, 2):
         raise ValueError(f"shape {shape} is 2D: give the axis it is orthogonal to (dim 0, 1 or 2)")
-    if planar and len(size) != 1:
-        raise ValueError(f"shape {shape} takes one size, not {'x'.join(map(str, size))}")
-    sizes = list(size * 3 if len(size) == 1 else size)
-    if planar:
-        sizes[dim] = 0 if shape == "disk" else 1
-    if shape in ("ball", "disk"):
-        return _ellipsoid(sizes)
-    if min(sizes) < 1:
+    if not planar and dim is not None:
+        raise ValueError(f"shape {shape} is 3D: dim applies to disk and square only")
+    n_axes = 2 if planar else 3
+    if len(size) not in (1, n_axes):
+        raise ValueError(f"shape {shape} takes 1 or {n_axes} sizes, not {'x'.join(map(str, size))}")
+    sizes = tuple(size) * n_axes if len(size) == 1 else tuple(size)
+    if shape in ("cube", "square") and min(sizes) < 1:
         raise ValueError("cube and square edges must be at least 1 voxel")
-    return np.ones(sizes, bool)
+    footprint = _ellipsoid(sizes) if shape in ("ball", "disk") else np.ones(sizes, bool)
+    return np.expand_dims(footprint, dim) if planar else footprint
+
+
+#: sct_maths dilates these types with scikit-image's rank filter, which centres an even edge one voxel higher
+#: than its other path (scikit-image's morphology, like scipy's default) does for every other type.
+_RANK_FILTER_DTYPES = (np.uint8, np.uint16)
 
 
 def dilate(labels: np.ndarray, size: tuple, shape: str = "ball", dim: int = None) -> np.ndarray:
-    """Greyscale dilation: each voxel takes the highest label within the footprint, so levels survive."""
+    """Greyscale dilation: each voxel takes the highest label within the footprint, so levels survive.
+
+    Give `labels` in the type the file stores (a uint8 rootlets map, say): like sct_maths, the type decides on
+    which side of the voxel an even cube or square edge (e.g. cube 2) extends.
+    """
     footprint = dilation_footprint(size, shape, dim)
-    return ndimage.grey_dilation(labels, footprint=footprint, mode="nearest").astype(labels.dtype)
+    rank_path = labels.dtype in _RANK_FILTER_DTYPES
+    origin = [-1 if rank_path and length % 2 == 0 else 0 for length in footprint.shape]
+    return ndimage.grey_dilation(labels, footprint=footprint, mode="nearest", origin=origin).astype(labels.dtype)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,13 @@
 """Per-level post-processing and sct_maths-style dilation, on volumes small enough to check by hand."""
 
+import nibabel as nib
 import numpy as np
 import pytest
 from skimage import morphology
+from skimage.filters import rank
 
 from sct_rootlets import postprocess as pp
+from sct_rootlets.cli import rootlets_dilate
 
 
 def test_small_components_are_removed_per_level_in_mm3():
@@ -66,16 +69,75 @@ def test_cube_square_and_anisotropic_sizes():
     assert pp.dilation_footprint((3,), "cube").shape == (3, 3, 3)
     assert pp.dilation_footprint((3,), "square", dim=1).shape == (3, 1, 3)
     assert pp.dilation_footprint((3, 1, 5), "cube").shape == (3, 1, 5)
-    ellipsoid = pp.dilation_footprint((2, 1, 0), "ball")
-    assert ellipsoid.shape == (5, 3, 1) and ellipsoid.sum() == 7  # 5 along x at y=0, plus (0, +/-1)
+    # x^2/4 + y^2 + z^2 <= 1: the 5 voxels of the x axis, plus (0, +/-1, 0) and (0, 0, +/-1)
+    ellipsoid = pp.dilation_footprint((2, 1, 1), "ball")
+    assert ellipsoid.shape == (5, 3, 3) and ellipsoid.sum() == 9 and ellipsoid[:, 1, 1].all()
 
 
-@pytest.mark.parametrize("text, size", [("3", (3,)), ("2x2x0", (2, 2, 0))])
+@pytest.mark.parametrize("size, box", [((2, 2, 0), (5, 5, 1)), ((1, 0, 2), (3, 1, 5)), ((2, 1, 0), (5, 3, 1)),
+                                       ((3, 0, 0), (7, 1, 1)), ((0, 0, 0), (1, 1, 1))])
+def test_zero_ball_radius_gives_a_full_box_as_sct_maths(size, box):
+    np.testing.assert_array_equal(pp.dilation_footprint(size, "ball"), np.ones(box, bool))
+
+
+def test_two_value_sizes_of_2d_shapes_follow_the_remaining_axes():
+    # -shape square -dilate 1x4 -dim 0: a 1x4 rectangle in the y-z plane
+    np.testing.assert_array_equal(pp.dilation_footprint((1, 4), "square", dim=0), np.ones((1, 1, 4), bool))
+    # -shape disk -dilate 2x1 -dim 1: radius 2 along x, 1 along z (x^2/4 + z^2 <= 1)
+    expected = np.array([[0, 1, 0], [0, 1, 0], [1, 1, 1], [0, 1, 0], [0, 1, 0]], bool)[:, np.newaxis, :]
+    np.testing.assert_array_equal(pp.dilation_footprint((2, 1), "disk", dim=1), expected)
+    np.testing.assert_array_equal(pp.dilation_footprint((2, 0), "disk", dim=2), np.ones((5, 1, 1), bool))
+
+
+@pytest.mark.parametrize("size, shape, dim", [((2, 2), "ball", None), ((1, 2), "cube", None),
+                                              ((1, 2, 3), "disk", 2), ((1, 2, 3), "square", 0),
+                                              ((2,), "disk", None), ((2,), "ball", 2), ((0,), "cube", None)])
+def test_sizes_sct_maths_refuses(size, shape, dim):
+    with pytest.raises(ValueError):
+        pp.dilation_footprint(size, shape, dim)
+
+
+def _extent(array: np.ndarray) -> list:
+    """Per axis, the indices where the array is non-zero."""
+    return [np.flatnonzero(array.any(axis=tuple(a for a in range(3) if a != axis))).tolist() for axis in range(3)]
+
+
+@pytest.mark.parametrize("size, shape, dim, uint8_extent, int16_extent", [
+    ((2,), "cube", None, [[4, 5]] * 3, [[3, 4]] * 3),
+    ((2, 3, 4), "cube", None, [[4, 5], [3, 4, 5], [3, 4, 5, 6]], [[3, 4], [3, 4, 5], [2, 3, 4, 5]]),
+    ((2,), "square", 1, [[4, 5], [4], [4, 5]], [[3, 4], [4], [3, 4]]),
+    ((3,), "cube", None, [[3, 4, 5]] * 3, [[3, 4, 5]] * 3),
+])
+def test_even_edges_are_centred_as_sct_maths_for_the_stored_type(size, shape, dim, uint8_extent, int16_extent):
+    # sct_maths: uint8/uint16 maps go through a rank filter (even edge reaches one voxel higher), others do not
+    labels = np.zeros((9, 9, 9), np.uint8)
+    labels[4, 4, 4] = 7
+    dilated = pp.dilate(labels, size, shape, dim)
+    assert dilated.dtype == np.uint8 and set(np.unique(dilated)) == {0, 7}
+    assert _extent(dilated) == uint8_extent
+    assert _extent(pp.dilate(labels.astype(np.int16), size, shape, dim)) == int16_extent
+
+
+@pytest.mark.parametrize("size, shape, dim", [((2,), "cube", None), ((2, 3, 4), "cube", None),
+                                              ((2,), "square", 1), ((1, 4), "square", 0),
+                                              ((2, 2, 0), "ball", None), ((2, 1), "disk", 1)])
+def test_dilation_equals_the_scikit_image_calls_sct_maths_makes(size, shape, dim):
+    labels = np.zeros((8, 9, 10), np.uint8)
+    rng = np.random.default_rng(0)
+    labels[tuple(rng.integers(0, 8, (3, 12)))] = rng.integers(2, 10, 12)  # several levels, some on the border
+    footprint = pp.dilation_footprint(size, shape, dim)
+    np.testing.assert_array_equal(pp.dilate(labels, size, shape, dim), rank.maximum(labels, footprint=footprint))
+    as_int16 = labels.astype(np.int16)
+    np.testing.assert_array_equal(pp.dilate(as_int16, size, shape, dim),
+                                  morphology.dilation(as_int16, footprint=footprint))
+
+
+@pytest.mark.parametrize("text, size", [("3", (3,)), ("1x4", (1, 4)), ("2x2x0", (2, 2, 0))])
 def test_parse_dilation_size(text, size):
     assert pp.parse_dilation_size(text) == size
 
 
-@pytest.mark.parametrize("text", ["", "2x2", "-1", "1.5", "axbxc"])
+@pytest.mark.parametrize("text", ["", "2x", "1x2x3x4", "-1", "1.5", "axbxc"])
 def test_parse_dilation_size_rejects(text):
     with pytest.raises(ValueError):
         pp.parse_dilation_size(text)
@@ -102,3 +164,24 @@ def test_postprocessing_chain_and_requirements():
     assert steps.as_dict() == {"level_range": (2, 9), "below_disc": 8}
     with pytest.raises(ValueError, match="disc label 8 is not in the disc labels"):
         steps.apply(labels, (1, 1, 1), np.eye(4), discs=np.zeros_like(labels))
+
+
+@pytest.mark.parametrize("stored, extent", [(np.uint8, [4, 5]), (np.int16, [3, 4])])
+def test_dilate_command_centres_even_edges_by_the_stored_type(stored, extent, tmp_path):
+    labels = np.zeros((9, 9, 9), stored)
+    labels[4, 4, 4] = 6
+    nib.save(nib.Nifti1Image(labels, np.eye(4)), tmp_path / "map.nii.gz")
+    assert rootlets_dilate.main(["-i", str(tmp_path / "map.nii.gz"), "-dilate", "2", "-shape", "cube", "-v", "0"]) == 0
+    dilated = np.asanyarray(nib.load(tmp_path / "map_dil.nii.gz").dataobj)
+    assert _extent(dilated) == [extent] * 3 and dilated.max() == 6
+
+
+@pytest.mark.parametrize("options, message", [(["-dilate", "2x2"], "ball takes 1 or 3 sizes, not 2x2"),
+                                              (["-dilate", "1", "-dim", "2"], "dim applies to disk and square"),
+                                              (["-dilate", "1x2x3", "-shape", "disk", "-dim", "0"],
+                                               "disk takes 1 or 2 sizes")])
+def test_dilate_command_refuses_what_sct_maths_refuses(options, message, tmp_path, capsys):
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.uint8), np.eye(4)), tmp_path / "map.nii.gz")
+    assert rootlets_dilate.main(["-i", str(tmp_path / "map.nii.gz"), *options]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and message in error and not (tmp_path / "map_dil.nii.gz").exists()

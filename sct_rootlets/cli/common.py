@@ -91,12 +91,13 @@ def _dilation_size(text: str) -> tuple:
 def add_dilation_arguments(group) -> None:
     """sct_maths-style dilation options: -dilate SIZE -shape SHAPE -dim DIM."""
     group.add_argument("-dilate", type=_dilation_size, metavar="SIZE",
-                       help="Greyscale dilation as sct_maths -dilate: N or AxBxC voxels (ball/disk: radius "
-                            "without the centre; cube/square: edge length). Level values survive.")
+                       help="Greyscale dilation as sct_maths -dilate, in voxels (ball/disk: radius without the "
+                            "centre; cube/square: edge length): N, AxBxC for ball/cube, AxB for disk/square "
+                            "(the two axes other than -dim). A zero ball radius gives a box. Level values survive.")
     group.add_argument("-shape", choices=DILATION_SHAPES, default="ball",
                        help="Dilation footprint. Default: ball.")
     group.add_argument("-dim", type=int, choices=(0, 1, 2),
-                       help="For disk/square: the axis the 2D footprint is orthogonal to.")
+                       help="For disk/square only: the axis the 2D footprint is orthogonal to.")
 
 
 def dilation_options(args) -> dict:

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace, argv) -> None:
 
     from sct_rootlets.atomic import atomic_paths
     from sct_rootlets.errors import RootletsError
-    from sct_rootlets.image import label_image_like, load_label_image, nifti_stem
+    from sct_rootlets.image import label_image_like, load_label_image, nifti_stem, stored_dtype
     from sct_rootlets.postprocess import dilate
 
     if args.dilate is None:
@@ -37,8 +37,8 @@ def run(args: argparse.Namespace, argv) -> None:
     if output.exists() and source.exists() and output.samefile(source):
         raise RootletsError(f"Output {output} would overwrite the input; choose another name with -o.")
     labels = load_label_image(source, "label map")
-    dilated = dilate(labels.data.astype(int), options["dilation"], options["dilation_shape"],
-                     options["dilation_dim"])
+    data = labels.data.astype(stored_dtype(labels.nifti))  # as sct_maths reads it: the type matters for even edges
+    dilated = dilate(data, options["dilation"], options["dilation_shape"], options["dilation_dim"])
     with atomic_paths([output], overwrite=args.overwrite) as (tmp,):
         nib.save(label_image_like(dilated, labels.nifti), tmp)
     print(f"Done: {output}")
