@@ -82,6 +82,23 @@ def test_existing_sct_viewer_is_kept_and_uuid_stable(synthetic_case, tmp_path):
     assert uuid_first == uuid_second and len(listed) == 4
 
 
+SCT_UUID = "5f0c2e1a-8d3b-4c6e-9a71-0b2d4e6f8a90"
+
+
+@pytest.mark.parametrize("written_by_sct", [
+    f"\nwindow.SCT_QC_UUID = '{SCT_UUID}';\nwindow.SCT_QC_DATASETS = [];\n",    # SCT 7.4: leading blank line
+    f'\n    window.SCT_QC_UUID = "{SCT_UUID}";\n    window.SCT_QC_DATASETS = [];',  # other quoting and indent
+    f"window.SCT_QC_DATASETS = [];\nwindow.SCT_QC_UUID='{SCT_UUID}';",           # other order, no spaces
+])
+def test_report_uuid_written_by_sct_is_kept(written_by_sct, tmp_path):
+    (tmp_path / "js").mkdir()
+    (tmp_path / "js" / "datasets.js").write_text(written_by_sct)
+    (tmp_path / "_json").mkdir()
+    (tmp_path / "_json" / "qc_2025_01_01_000000.000000.json").write_text(json.dumps({"command": "sct_deepseg"}))
+    entries.rebuild_datasets_js(tmp_path)
+    assert _read_datasets_js(tmp_path) == (SCT_UUID, [{"command": "sct_deepseg"}])
+
+
 def _add_one(args):
     qc_dir, image, rootlets, index = args
     rootlets_qc(qc_dir, image, rootlets, command="sct_deepseg_rootlets", cmdline=f"job {index}",

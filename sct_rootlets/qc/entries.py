@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ ENTRY_KEYS = ("path", "cmdline", "command", "sctVersion", "dataset", "subject", 
 PLANES = ("Axial", "Sagittal")
 LOCK_TIMEOUT_S = 60
 _UUID_PREFIX = "window.SCT_QC_UUID = '"
+_UUID_STATEMENT = re.compile(r"""window\.SCT_QC_UUID\s*=\s*(?P<quote>['"])(?P<uuid>[^'"\s]+)(?P=quote)""")
 #: What our viewer knows beyond SCT's keys (e.g. levels shown), one JSON per entry, kept out of SCT's _json.
 EXTRAS_FOLDER = "_rootlets/entries"
 
@@ -71,11 +73,14 @@ def _read_entries(qc_dir: Path) -> list:
 
 
 def _report_uuid(datasets_js: Path) -> str:
-    """Keep the report's UUID (the viewer keys its saved marks on it); make one for a new report."""
+    """Keep the report's UUID (the viewer keys its saved marks on it); make one for a new report.
+
+    Found wherever the statement is: SCT's own file starts with a blank line, and may quote either way.
+    """
     if datasets_js.is_file():
-        text = datasets_js.read_text(encoding="utf-8")
-        if text.startswith(_UUID_PREFIX):
-            return text[len(_UUID_PREFIX):].split("'", 1)[0]
+        found = _UUID_STATEMENT.search(datasets_js.read_text(encoding="utf-8"))
+        if found:
+            return found.group("uuid")
     return str(uuid.uuid4())
 
 
