@@ -10,9 +10,11 @@ so that a network trained on them learns shape, not one scanner's contrast. Each
    cover at least a quarter of it, i.e. where the darkening shows, as a rater marks the dark voxels (a strand
    thinner than about half a voxel leaves a faint trace and no label);
 3. renders random tissue intensities, a smooth bias field, blur and Rician noise.
-The template is read from a folder the user gives (it is not shipped). A seed makes every volume reproducible.
+The label maps come with the package (sct_rootlets/data/pam50, LGPL-3.0 data from SCT: see the LICENSE there), so
+that generation runs on a fresh machine; another PAM50 folder can be given. A seed makes every volume reproducible.
 """
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -21,6 +23,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
+from tqdm import tqdm
 
 from sct_rootlets.image import sct_orientation_to_axcodes
 
@@ -33,6 +36,10 @@ SUPERSAMPLING = 3
 #: Share of a voxel strands must cover for the voxel to be labelled.
 LABEL_MIN_COVERAGE = 0.25
 _TEMPLATE_MARGIN_MM = 40.0
+#: The PAM50 maps load_template reads, as shipped with the package (unchanged copies of SCT's template files).
+SHIPPED_PAM50 = Path(__file__).resolve().parent / "data" / "pam50"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,15 +76,19 @@ class Template:
         return self.affine[:3, :3] @ np.argwhere(self.zones).mean(axis=0) + self.affine[:3, 3]
 
 
-def load_template(pam50: Path, pmj_label: Optional[Path] = None) -> Template:
-    """Read PAM50 from `pam50` (folder with PAM50_*.nii.gz). `pmj_label` is pam50_small's PMJ point: its
-    position is mapped by voxel index x voxel size (the two templates share their voxel origin)."""
-    pam50 = Path(pam50)
+def load_template(pam50: Optional[Path] = None, pmj_label: Optional[Path] = None) -> Template:
+    """Read PAM50 from `pam50` (folder with PAM50_*.nii.gz; default: the maps shipped with the package, so results
+    do not depend on which SCT is installed). `pmj_label` is pam50_small's PMJ point: its position is mapped by
+    voxel index x voxel size (the two templates share their voxel origin)."""
+    pam50 = SHIPPED_PAM50 if pam50 is None else Path(pam50)
+    source = "the copy shipped with sct_rootlets" if pam50 == SHIPPED_PAM50 else "the given folder"
+    logger.info("PAM50 label maps: %s (%s)", source, pam50)
 
     def read(name):
         path = pam50 / f"PAM50_{name}.nii.gz"
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing; give the PAM50 folder (e.g. ../shared/data/pam50).")
+            raise FileNotFoundError(f"{path} is missing; give a PAM50 template folder "
+                                    f"(e.g. $SCT_DIR/data/PAM50/template).")
         return nib.load(path)
 
     zones_image = read("rootlets")
@@ -289,11 +300,13 @@ def subject_name(number: int) -> str:
 
 
 def generate_dataset(template: Template, output: Path, *, count: int, seed: int,
-                     options: SynthOptions = SynthOptions(), first_subject: int = 1) -> list:
-    """`count` subjects from sub-<first_subject> on, with seeds seed, seed+1, ...; returns the image paths."""
+                     options: SynthOptions = SynthOptions(), first_subject: int = 1, progress: bool = False) -> list:
+    """`count` subjects from sub-<first_subject> on, with seeds seed, seed+1, ...; returns the image paths.
+    `progress` shows a bar (a volume takes seconds, a training set hours)."""
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     (output / "dataset_description.json").write_text(
         '{"Name": "sct_rootlets synthetic rootlets", "BIDSVersion": "1.9.0", "DatasetType": "raw"}\n')
+    indices = tqdm(range(count), desc="generating", unit="volume", disable=not progress)
     return [write_case(generate_case(template, seed + index, options), output, subject_name(first_subject + index),
-                       options) for index in range(count)]
+                       options) for index in indices]

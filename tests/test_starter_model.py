@@ -6,20 +6,17 @@ import json
 
 import nibabel as nib
 import numpy as np
-import pytest
 
-from conftest import SHARED_DATA, run_cli
+from conftest import run_cli
 from sct_rootlets.synth import SynthOptions, generate_case, load_template, write_case
 
-PAM50 = SHARED_DATA / "pam50"
 #: Well below the measured mean on 20 generated volumes (bench/RESULTS.md), to catch a broken model or pipeline.
 STARTER_MIN_BINARY_DICE = 0.5
 
 
-@pytest.mark.skipif(not PAM50.is_dir(), reason="../shared/data/pam50 is absent")
 def test_starter_model_segments_a_generated_volume_offline(tmp_path, rootlets_home):
     options = SynthOptions(orientation="PSR", shape=(64, 128, 320))  # a narrower field of view than 320: faster
-    image_path = write_case(generate_case(load_template(PAM50), 424242, options), tmp_path / "ds", "sub-001", options)
+    image_path = write_case(generate_case(load_template(), 424242, options), tmp_path / "ds", "sub-001", options)
     output = tmp_path / "sub-001_rootlets.nii.gz"
     result = run_cli("-i", image_path, "-o", output, "-device", "cpu", env_home=rootlets_home)
     assert result.returncode == 0, result.stderr[-3000:]

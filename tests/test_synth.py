@@ -1,21 +1,41 @@
-"""The synthetic-data engine: reproducible, labels exactly where strands are, every level, options in headers."""
+"""The synthetic-data engine: reproducible, labels exactly where strands are, every level, options in headers;
+it runs on the PAM50 maps shipped with the package (the PMJ point and SCT's own copy come from ../shared)."""
 
 import nibabel as nib
 import numpy as np
 import pytest
 
 from conftest import SHARED_DATA, run_cli
-from sct_rootlets.synth import LABEL_MIN_COVERAGE, SynthOptions, generate_case, load_template
+from sct_rootlets.synth import LABEL_MIN_COVERAGE, SHIPPED_PAM50, SynthOptions, generate_case, load_template
 
 PAM50 = SHARED_DATA / "pam50"
 PMJ = SHARED_DATA / "pam50_small" / "PAM50_small_t2_pmj_manual.nii.gz"
-pytestmark = pytest.mark.skipif(not PAM50.is_dir() or not PMJ.is_file(), reason="../shared/data/pam50 is absent")
+needs_pmj = pytest.mark.skipif(not PMJ.is_file(), reason="../shared/data/pam50_small (PMJ point) is absent")
 SMALL = SynthOptions(shape=(48, 90, 280), voxel_size=(0.8, 0.8, 0.8))
 
 
 @pytest.fixture(scope="module")
 def template():
-    return load_template(PAM50, PMJ)
+    return load_template()
+
+
+def test_shipped_maps_are_what_they_say(caplog):
+    """Only the maps load_template reads ship, with the LGPL-3.0 license and citation beside them."""
+    shipped = sorted(p.name for p in SHIPPED_PAM50.glob("*.nii.gz"))
+    assert shipped == [f"PAM50_{n}.nii.gz" for n in ("cord", "csf", "gm", "label_disc", "rootlets", "spine")]
+    assert "LGPL-3.0" in (SHIPPED_PAM50 / "LICENSE").read_text()
+    assert "GNU LESSER GENERAL PUBLIC LICENSE" in (SHIPPED_PAM50 / "COPYING.LESSER").read_text()
+    assert "De Leener" in (SHIPPED_PAM50 / "CITATION").read_text()
+    with caplog.at_level("INFO", logger="sct_rootlets.synth"):
+        load_template()
+    assert "PAM50 label maps: the copy shipped with sct_rootlets" in caplog.text
+
+
+@pytest.mark.skipif(not PAM50.is_dir(), reason="../shared/data/pam50 is absent")
+def test_shipped_maps_equal_scts_copy(template):
+    given = load_template(PAM50)
+    for name in ("tissues", "zones", "discs", "affine"):
+        np.testing.assert_array_equal(getattr(template, name), getattr(given, name))
 
 
 def test_same_seed_same_volume_other_seed_other_volume(template):
@@ -26,8 +46,9 @@ def test_same_seed_same_volume_other_seed_other_volume(template):
     assert not np.array_equal(first.rootlets, other.rootlets)
 
 
-def test_labels_are_levels_exactly_where_strands_are(template):
-    case = generate_case(template, 3, SMALL)
+@needs_pmj
+def test_labels_are_levels_exactly_where_strands_are():
+    case = generate_case(load_template(pmj_label=PMJ), 3, SMALL)
     assert set(np.unique(case.rootlets)) <= {0, *range(2, 10)}
     np.testing.assert_array_equal(case.rootlets > 0, case.coverage >= LABEL_MIN_COVERAGE)
     assert set(np.unique(case.rootlets)) == {0, *range(2, 10)}, "C2..T1 all inside this field of view"
@@ -41,10 +62,12 @@ def test_labels_are_levels_exactly_where_strands_are(template):
 
 
 def test_command_honours_voxel_size_and_orientation(tmp_path, rootlets_home):
-    result = run_cli("-pam50", PAM50, "-pmj-label", PMJ, "-o", tmp_path / "ds", "-n", "2", "-seed", "5",
+    result = run_cli("-o", tmp_path / "ds", "-n", "2", "-seed", "5",
                      "-voxel-size", "1x0.9x1.2", "-shape", "40x80x200", "-orientation", "PSR",
                      env_home=rootlets_home, command="sct_rootlets_synth")
     assert result.returncode == 0, result.stderr
+    assert "PAM50 label maps: the copy shipped with sct_rootlets" in result.stderr
+    assert "generating: 100%" in result.stderr and "2/2" in result.stderr, "a progress bar"
     for subject in ("sub-001", "sub-002"):
         image = nib.load(tmp_path / "ds" / subject / "anat" / f"{subject}_T2w.nii.gz")
         labels = nib.load(tmp_path / "ds" / "derivatives" / "labels" / subject / "anat" /
@@ -57,11 +80,12 @@ def test_command_honours_voxel_size_and_orientation(tmp_path, rootlets_home):
     refused = run_cli("-pam50", tmp_path, "-o", tmp_path / "other", env_home=rootlets_home,
                       command="sct_rootlets_synth")
     assert refused.returncode == 1 and "PAM50_rootlets.nii.gz is missing" in refused.stderr
+    assert f"PAM50 label maps: the given folder ({tmp_path})" in refused.stderr
 
 
 def test_chunks_add_subjects_and_never_replace_them_silently(tmp_path, rootlets_home):
     """Generating in chunks (-first-subject) gives the volumes one run with the same first seed gives."""
-    common = ("-pam50", PAM50, "-shape", "24x48x96", "-o")
+    common = ("-shape", "24x48x96", "-o")
     whole = run_cli(*common, tmp_path / "whole", "-n", "2", "-seed", "40", env_home=rootlets_home,
                     command="sct_rootlets_synth")
     assert whole.returncode == 0, whole.stderr

@@ -23,8 +23,7 @@ def get_parser() -> argparse.ArgumentParser:
         description="Render synthetic T2w-like volumes from the PAM50 template's label maps with randomised "
                     "geometry and appearance, and rootlets drawn as thin strands, with exact labels (2=C2 ... "
                     "9=T1), cord mask, disc points and (with -pmj-label) a PMJ point, as a small BIDS dataset.",
-        epilog="Example:\n  sct_rootlets_synth -pam50 ../shared/data/pam50 -pmj-label "
-               "../shared/data/pam50_small/PAM50_small_t2_pmj_manual.nii.gz -o synth -n 20 -seed 1000",
+        epilog="Example:\n  sct_rootlets_synth -o synth -n 20 -seed 1000",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-o", required=True, metavar="FOLDER", help="BIDS dataset to write.")
     parser.add_argument("-n", type=int, default=1, help="Number of volumes (subjects). Default: 1.")
@@ -32,7 +31,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("-first-subject", dest="first_subject", type=int, default=1,
                         help="Number of the first subject (sub-NNN): adds volumes to an existing dataset, e.g. "
                              "generated in parallel chunks. Default: 1.")
-    parser.add_argument("-pam50", required=True, metavar="FOLDER", help="PAM50 folder (PAM50_*.nii.gz).")
+    parser.add_argument("-pam50", metavar="FOLDER",
+                        help="PAM50 template folder (PAM50_*.nii.gz), e.g. $SCT_DIR/data/PAM50/template. Default: "
+                             "the label maps shipped with sct_rootlets (LGPL-3.0 data from SCT).")
     parser.add_argument("-pmj-label", dest="pmj_label", metavar="FILE",
                         help="PAM50_small_t2_pmj_manual.nii.gz, to place a PMJ point.")
     parser.add_argument("-voxel-size", dest="voxel_size", type=lambda t: _triple(t, float), default=(0.8,) * 3,
@@ -63,12 +64,12 @@ def run(args: argparse.Namespace, argv) -> None:
         raise RootletsError(f"{args.o} already holds {existing[0]} (and {len(existing) - 1} more of the subjects to "
                             f"write); use another -first-subject, or -overwrite to replace them.")
     try:
-        template = load_template(Path(args.pam50), Path(args.pmj_label) if args.pmj_label else None)
+        template = load_template(args.pam50, Path(args.pmj_label) if args.pmj_label else None)
     except FileNotFoundError as exc:
         raise RootletsError(str(exc)) from None
     options = SynthOptions(shape=args.shape, voxel_size=args.voxel_size, orientation=args.orientation.upper())
     for path in generate_dataset(template, Path(args.o), count=args.n, seed=args.seed, options=options,
-                                 first_subject=args.first_subject):
+                                 first_subject=args.first_subject, progress=args.verbose >= 1):
         print(f"Done: {path}")
 
 
