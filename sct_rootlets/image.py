@@ -6,6 +6,7 @@ This is the one module that knows about orientations. Two conventions meet here:
 Convert between them with `sct_orientation_to_axcodes`, never ad hoc.
 """
 
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,10 +72,18 @@ class Reorientation:
 
     def apply_to_zooms(self, zooms) -> tuple:
         """Voxel sizes in input axis order -> voxel sizes in target axis order."""
-        out = [0.0, 0.0, 0.0]
-        for axis, (new_axis, _flip) in enumerate(self.to_target):
-            out[int(new_axis)] = float(zooms[axis])
-        return tuple(out)
+        return _permuted(zooms, self.to_target)
+
+    def revert_zooms(self, zooms) -> tuple:
+        """Voxel sizes in target axis order -> voxel sizes in input axis order."""
+        return _permuted(zooms, self.from_target)
+
+
+def _permuted(values, ornt: np.ndarray) -> tuple:
+    out = [0.0, 0.0, 0.0]
+    for axis, (new_axis, _flip) in enumerate(ornt):
+        out[int(new_axis)] = float(values[axis])
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -102,9 +111,10 @@ def nifti_stem(path: Path) -> str:
 
 
 def _check_shape(path: Path, shape: tuple) -> None:
+    """A 3D image may be stored with trailing singleton dimensions, (x, y, z, 1, 1) say: it is still 3D."""
     if len(shape) == 4 and shape[3] != 1:
         raise InputImageError(f"{path} is 4D with {shape[3]} volumes; give one 3D volume.")
-    if len(shape) not in (3, 4):
+    if len(shape) < 3 or any(n != 1 for n in shape[3:]):
         raise InputImageError(f"{path} has {len(shape)} dimensions {shape}; a 3D image is required.")
     if min(shape[:3]) < 2:
         raise InputImageError(f"{path} is 2D (shape {shape[:3]}); a 3D image is required.")
@@ -124,6 +134,8 @@ def _check_affine(path: Path, affine: np.ndarray) -> None:
 def load_input_image(path) -> InputImage:
     """Load and validate a 3D NIfTI; every failure is an InputImageError with one sentence for the user."""
     path = Path(path)
+    if path.is_dir():
+        raise InputImageError(f"{path} is a folder; give a NIfTI image (.nii or .nii.gz) inside it.")
     if not path.is_file():
         raise InputImageError(f"{path} does not exist.")
     if not path.name.endswith(NIFTI_EXTENSIONS):
@@ -150,6 +162,40 @@ def load_input_image(path) -> InputImage:
     if not np.any(data):
         raise InputImageError(f"{path} contains only zeros.")
     return InputImage(path=path, nifti=nifti, data=data)
+
+
+#: Where the system does not report its memory (e.g. Windows), a large workstation's.
+_FALLBACK_MEMORY_BYTES = 64 * 2**30
+
+
+def physical_memory_bytes() -> int:
+    """This machine's memory as the system reports it (POSIX), else 64 GiB."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return _FALLBACK_MEMORY_BYTES
+
+
+def _mm(sizes) -> str:
+    return "x".join(f"{size:g}" for size in sizes)
+
+
+def check_resampling_memory(image: InputImage, target_mm, n_classes: int) -> None:
+    """Refuse, before nnU-Net allocates it, a resampling to the model's voxel size that cannot fit in memory:
+    an absurd voxel size (1000 mm, say) would otherwise end in a memory traceback.
+
+    `target_mm` is the model's voxel size in the image's axis order. nnU-Net's new grid has, per axis, the length
+    times the voxel size over the target's, rounded; on it nnU-Net holds at least the image (float32), a score per
+    class and a count of overlapping tiles (half precision each).
+    """
+    shape = [round(n * size / target) for n, size, target in zip(image.data.shape, image.zooms, target_mm)]
+    needed = float(np.prod(shape, dtype=np.float64)) * (4 + 2 * (n_classes + 1))
+    available = physical_memory_bytes()
+    if needed > available:
+        raise InputImageError(f"{image.path} has {_mm(image.zooms)} mm voxels: resampled to the model's "
+                              f"{_mm(target_mm)} mm voxels it would need about {needed / 2**30:.3g} GiB of memory, "
+                              f"more than this machine's {available / 2**30:.3g} GiB; check the voxel size in its "
+                              f"header.")
 
 
 def label_image_like(labels: np.ndarray, reference: nib.Nifti1Image) -> nib.Nifti1Image:

@@ -18,7 +18,7 @@ import numpy as np
 
 from sct_rootlets.engine import OpenVinoNetwork, cached_onnx_path, select_engine
 from sct_rootlets.errors import ModelError
-from sct_rootlets.image import InputImage, Reorientation, sct_orientation_to_axcodes
+from sct_rootlets.image import InputImage, Reorientation, check_resampling_memory, sct_orientation_to_axcodes
 from sct_rootlets.models import ResolvedModel
 
 logger = logging.getLogger(__name__)
@@ -184,12 +184,16 @@ class InferenceSession:
         With a cord mask (on the image grid) and a session `roi_margin_mm`, the network runs only inside the
         mask's bounding box widened by that margin, with tiles shrunk to that box; everything outside is
         background. The image is normalised as a whole first, so only the tiling differs from a full prediction.
+        An image whose resampling to the model's voxel size cannot fit in memory is refused (InputImageError)
+        before anything is allocated.
         """
         reorientation = Reorientation.between(image.nifti.affine, sct_orientation_to_axcodes(self.model.orientation))
 
         def to_network(array):
             return np.ascontiguousarray(reorientation.apply(array).transpose(2, 1, 0))
 
+        target_mm = reorientation.revert_zooms(self.predictor.configuration_manager.spacing[::-1])
+        check_resampling_memory(image, target_mm, self.predictor.label_manager.num_segmentation_heads)
         spacing = list(reorientation.apply_to_zooms(image.zooms)[::-1])
         network_input = to_network(image.data)[np.newaxis].astype(np.float32, copy=False)
         if not self.uses_region(cord):

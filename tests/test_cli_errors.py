@@ -95,8 +95,19 @@ def huge_header(folder):
     return path
 
 
+def absurd_voxels(folder):
+    """1000 mm voxels: resampled to the model's voxel size, far more than any machine's memory."""
+    return _save(ras_image(zooms=(1000.0, 1000.0, 1000.0)), folder / "metres.nii.gz")
+
+
+def a_folder(folder):
+    (folder / "sub-01").mkdir()
+    return folder / "sub-01"
+
+
 BAD_INPUTS = {
     missing: "does not exist",
+    a_folder: "is a folder; give a NIfTI image (.nii or .nii.gz) inside it",
     text_file: "is not a NIfTI image",
     random_bytes_nifti: "is not a NIfTI image",
     truncated_gz: "truncated or corrupt",
@@ -239,3 +250,24 @@ def test_sct_installed_model_folder_is_accepted(good_image, tiny_model_root, tmp
     result = run_cli("-i", good_image, "-model", sct_folder, "-v", "0", env_home=rootlets_home)
     assert result.returncode == 0, result.stderr
     assert (good_image.parent / "sub-01_T2w_rootlets.nii.gz").is_file()
+
+
+def test_absurd_voxel_size_is_refused_before_resampling(tmp_path, tiny_model_root, rootlets_home):
+    """Checked once the model's voxel size is known (after loading it, hence -v 0 to hide the progress lines)."""
+    path = absurd_voxels(tmp_path)
+    before = set(os.listdir(tmp_path))
+    result = run_cli("-i", path, "-model", tiny_model_root, "-device", "cpu", "-v", "0", env_home=rootlets_home)
+    _assert_clean_failure(result, "resampled to the model's 0.8x0.8x0.8 mm voxels it would need about", tmp_path,
+                          before)
+    assert "GiB of memory, more than this machine's" in result.stderr
+
+
+def test_3d_image_with_trailing_singleton_dimensions_is_segmented(tmp_path, tiny_model_root, rootlets_home):
+    """(x, y, z, 1, 1) is a 3D image stored with two extra length-1 axes: segmented as 3D on its own grid."""
+    reference = ras_image()
+    image = nib.Nifti1Image(np.asanyarray(reference.dataobj)[..., np.newaxis, np.newaxis], reference.affine)
+    path = _save(image, tmp_path / "sub-01_T2w.nii.gz")
+    result = run_cli("-i", path, "-model", tiny_model_root, "-device", "cpu", "-v", "0", env_home=rootlets_home)
+    assert result.returncode == 0, result.stderr
+    labels = nib.load(tmp_path / "sub-01_T2w_rootlets.nii.gz")
+    assert labels.shape == reference.shape and np.allclose(labels.affine, reference.affine)
