@@ -168,8 +168,12 @@ def _is_intact(name: str) -> bool:
     return True
 
 
-def install_model(name: Optional[str] = None, *, force: bool = False, progress: bool = True) -> Path:
-    """Install a registry model (the default one if no name): a no-op if it is installed and intact."""
+def install_model(name: Optional[str] = None, *, force: bool = False, progress: bool = True,
+                  patient: bool = True) -> Path:
+    """Install a registry model (the default one if no name): a no-op if it is installed and intact.
+
+    `patient=False` when nobody asked for the download (first use): give up within seconds without network.
+    """
     card = registry.get_card(name) if name else registry.default_card()
     if not card.urls and not card.bundled:
         raise InstallError(f"Model {card.name!r} has no download address; install its archive with -install-from.")
@@ -187,7 +191,7 @@ def install_model(name: Optional[str] = None, *, force: bool = False, progress: 
                                         expected, card.version, expected_from)
         archive = paths.downloads_dir() / f"{card.name}.zip"
         try:
-            url = download_file(card.urls, archive, progress=progress)
+            url = download_file(card.urls, archive, progress=progress, patient=patient)
             return _install_archive(archive, card.name, url, expected, card.version, expected_from)
         finally:
             archive.unlink(missing_ok=True)

@@ -1,14 +1,20 @@
-"""Model lookup: turn what the user gave (nothing, a model name or a folder) into a verified model to load."""
+"""Model lookup: turn what the user gave (nothing, a model name or a folder) into a verified model to load.
+
+Nothing given means the default model: used if installed, else installed on first use (as SCT and
+TotalSegmentator users expect), else, when that fails or `SCT_ROOTLETS_OFFLINE` is set, the bundled starter model
+with a warning that says what it is.
+"""
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
 from sct_rootlets import install, registry
 from sct_rootlets.download import sha256_of_file
-from sct_rootlets.errors import ModelError
+from sct_rootlets.errors import InstallError, ModelError
 from sct_rootlets.image import sct_orientation_to_axcodes
 from sct_rootlets.model_folder import ModelFolder, open_model_folder
 
@@ -16,6 +22,9 @@ logger = logging.getLogger(__name__)
 
 #: SCT's default when neither dataset.json nor a model card names an orientation.
 DEFAULT_ORIENTATION = "LPI"
+#: Set to 1 on machines without internet and in CI: a run without -model then never downloads anything.
+OFFLINE_ENV_VAR = "SCT_ROOTLETS_OFFLINE"
+_TRUE_WORDS = ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)
@@ -72,22 +81,79 @@ def _from_path(path: Path, folds) -> ResolvedModel:
                          files_sha256=_files_digest(folder, hashes), file_hashes=hashes)
 
 
-def resolve_model(model: Optional[str] = None, folds: Optional[Sequence[str]] = None) -> ResolvedModel:
-    """None -> the installed default model; an existing folder -> that nnU-Net model; else an installed name."""
+def offline_mode() -> bool:
+    """True when $SCT_ROOTLETS_OFFLINE says no model may be downloaded unasked (CI, machines without internet)."""
+    return os.environ.get(OFFLINE_ENV_VAR, "").strip().lower() in _TRUE_WORDS
+
+
+def _offline_reason(default_name: str) -> str:
+    return f"{OFFLINE_ENV_VAR} is set and the default model {default_name} is not installed"
+
+
+@dataclass(frozen=True)
+class DefaultChoice:
+    """What a run without a model does, as far as it is known without touching the network."""
+    default: registry.ModelCard
+    starter: Optional[registry.ModelCard]  # the bundled fallback
+    installed: bool
+    offline: bool
+
+    def describe(self) -> str:
+        """The model a plain run uses and why, in one line (for -list-models)."""
+        name = self.default.name
+        if self.installed:
+            return f"{name}: the default model, installed"
+        fallback = f"the bundled {self.starter.name}" if self.starter else "no model (an error)"
+        if self.offline:
+            return f"{fallback}: {_offline_reason(name)}"
+        return (f"{name}: the default model, not installed yet, downloaded and installed on first use "
+                f"(if that fails: {fallback}; {OFFLINE_ENV_VAR}=1 skips the download)")
+
+
+def default_choice() -> DefaultChoice:
+    default = registry.default_card()
+    return DefaultChoice(default=default, starter=registry.offline_default_card(),
+                         installed=install.read_installation(default.name) is not None, offline=offline_mode())
+
+
+def _install_on_first_use(card: registry.ModelCard, progress: bool) -> None:
+    source = f" from {card.urls[0]}" if card.urls else ""
+    logger.info("The default model %s is not installed: installing it now%s (first use; %s=1 skips this).",
+                card.name, source, OFFLINE_ENV_VAR)
+    install.install_model(card.name, progress=progress, patient=False)
+
+
+def _resolve_default(folds, progress: bool) -> ResolvedModel:
+    """The default model, installed on first use unless offline; if it cannot be, the bundled starter, said so."""
+    choice = default_choice()
+    name = choice.default.name
+    if choice.installed:
+        return _from_installation(name, folds)
+    if choice.offline:
+        why = _offline_reason(name)
+    else:
+        try:
+            _install_on_first_use(choice.default, progress)
+        except InstallError as exc:
+            why = f"the default model {name} could not be installed: {str(exc).rstrip('.')}"
+        else:
+            return _from_installation(name, folds)
+    if choice.starter is None:
+        others = install.installed_names()
+        hint = f"; installed: {', '.join(others)}, choose one with -model NAME" if others else ""
+        raise ModelError(f"No rootlets model to use: {why}{hint}; install the default one with: "
+                         f"sct_deepseg_rootlets -install   (or give an nnU-Net model folder with -model PATH)")
+    logger.warning("Warning: %s; using the bundled %s instead, %s.", why, choice.starter.name, choice.starter.caveat)
+    install.install_model(choice.starter.name, progress=False)
+    return _from_installation(choice.starter.name, folds)
+
+
+def resolve_model(model: Optional[str] = None, folds: Optional[Sequence[str]] = None, *,
+                  progress: bool = True) -> ResolvedModel:
+    """None -> the default model (see `_resolve_default`); an existing folder -> that nnU-Net model; else an
+    installed or registry name. `progress` shows a bar while the default model downloads on first use."""
     if model is None:
-        default = registry.default_card().name
-        offline = registry.offline_default_card()
-        if install.read_installation(default) is None and offline is not None:
-            logger.warning("The default model %s is not installed (sct_deepseg_rootlets -install); using the "
-                           "bundled %s: %s", default, offline.name, offline.description)
-            install.install_model(offline.name, progress=False)
-            return _from_installation(offline.name, folds)
-        if install.read_installation(default) is None:
-            others = install.installed_names()
-            hint = f" (installed: {', '.join(others)}; choose one with -model NAME)" if others else ""
-            raise ModelError(f"No rootlets model is installed{hint}; install the default one with: "
-                             f"sct_deepseg_rootlets -install   (or give an nnU-Net model folder with -model PATH)")
-        return _from_installation(default, folds)
+        return _resolve_default(folds, progress)
     path = Path(model).expanduser()
     if path.is_dir():
         return _from_path(path, folds)

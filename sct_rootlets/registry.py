@@ -1,8 +1,8 @@
 """The model registry: model cards (JSON) that say what a model is and where to get it.
 
 Cards ship in the package (`models/` in the source tree) and may be added per lab in `<home>/cards/*.json`
-(see `sct_rootlets.paths.rootlets_home`). Reading them imports nothing heavy, so `-list-models` and `-h` answer
-instantly.
+(see `sct_rootlets.paths.rootlets_home`); a lab card marked default replaces the shipped default of its task (e.g. a
+local mirror). Reading them imports nothing heavy, so `-list-models` and `-h` answer instantly.
 """
 
 import json
@@ -16,6 +16,10 @@ from sct_rootlets import paths
 from sct_rootlets.errors import ModelError
 from sct_rootlets.image import sct_orientation_to_axcodes
 
+#: The task of the models `sct_deepseg_rootlets` picks by default; cards of other models (e.g. a cord model) name
+#: their own task (SCT's names: "spinalcord", ...) so that their default and offline default do not compete.
+ROOTLETS_TASK = "rootlets"
+
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
@@ -26,6 +30,7 @@ class ModelCard:
 
     `sha256` is the archive's checksum when it is known in advance (models this project builds); for the
     published releases it is None and the checksum seen at first install is recorded and enforced afterwards.
+    `caveat` says what an offline default is and is not: it is printed whenever that model replaces the default.
     """
     name: str
     version: str
@@ -40,7 +45,9 @@ class ModelCard:
     homepage: str = ""
     default: bool = False
     bundled: str = ""             # archive shipped beside the card in the package: installs offline
-    offline_default: bool = False  # used when no model is chosen and the default one is not installed
+    offline_default: bool = False  # used when no model is chosen and the default one cannot be installed
+    caveat: str = ""
+    task: str = ROOTLETS_TASK
 
     @classmethod
     def from_dict(cls, data: dict, source: str) -> "ModelCard":
@@ -65,6 +72,11 @@ class ModelCard:
             problems.append("bundled must be a .zip file name beside the card, with the card's sha256 set")
         if data.get("offline_default") and not bundled:
             problems.append("only a bundled model can be the offline default")
+        caveat, task = data.get("caveat", ""), data.get("task", ROOTLETS_TASK)
+        if data.get("offline_default") and not (isinstance(caveat, str) and caveat.strip()):
+            problems.append("an offline default needs a caveat (what it is and is not, printed when it is used)")
+        if not (isinstance(task, str) and _NAME_PATTERN.match(task)):
+            problems.append(f"task {task!r} must be letters, digits, '.', '_' or '-'")
         labels = data["labels"]
         if not isinstance(labels, dict) or not all(isinstance(v, int) and 0 < v < 256 for v in labels.values()):
             problems.append("labels must map names to values 1..255")
@@ -106,14 +118,18 @@ def _lab_cards() -> list:
     return [_read_card(path.read_text(encoding="utf-8"), str(path)) for path in sorted(folder.glob("*.json"))]
 
 
+def _by_name(cards: list) -> dict:
+    named = {}
+    for card in cards:
+        if card.name in named:
+            raise ModelError(f"Model name {card.name!r} is defined by two model cards; rename one of them.")
+        named[card.name] = card
+    return named
+
+
 def all_cards() -> dict:
     """Every known card by name: the bundled ones, then the lab's own (a name may not be defined twice)."""
-    cards = {}
-    for card in _bundled_cards() + _lab_cards():
-        if card.name in cards:
-            raise ModelError(f"Model name {card.name!r} is defined by two model cards; rename one of them.")
-        cards[card.name] = card
-    return cards
+    return _by_name(_bundled_cards() + _lab_cards())
 
 
 def get_card(name: str) -> ModelCard:
@@ -123,18 +139,25 @@ def get_card(name: str) -> ModelCard:
     return cards[name]
 
 
-def default_card() -> ModelCard:
-    defaults = [card for card in all_cards().values() if card.default]
-    if len(defaults) != 1:
-        raise ModelError(f"Exactly one model card must be marked default, found {len(defaults)}.")
-    return defaults[0]
+def default_card(task: str = ROOTLETS_TASK) -> ModelCard:
+    """The task's default model: a lab card marked default (e.g. a lab's mirror) replaces the shipped one."""
+    bundled, lab = _bundled_cards(), _lab_cards()
+    _by_name(bundled + lab)  # refuse duplicate names here too
+    for source, cards in (("lab", lab), ("shipped", bundled)):
+        defaults = [card for card in cards if card.default and card.task == task]
+        if len(defaults) > 1:
+            raise ModelError(f"At most one {source} model card may be the default {task} model, found "
+                             f"{len(defaults)}: {', '.join(card.name for card in defaults)}.")
+        if defaults:
+            return defaults[0]
+    raise ModelError(f"No model card is marked as the default {task} model.")
 
 
-def offline_default_card() -> Optional[ModelCard]:
-    """The bundled model used when the default one is not installed (None if no card is marked so)."""
-    cards = [card for card in all_cards().values() if card.offline_default]
+def offline_default_card(task: str = ROOTLETS_TASK) -> Optional[ModelCard]:
+    """The bundled model used when the task's default one cannot be installed (None if no card is marked so)."""
+    cards = [card for card in all_cards().values() if card.offline_default and card.task == task]
     if len(cards) > 1:
-        raise ModelError(f"At most one model card may be the offline default, found {len(cards)}.")
+        raise ModelError(f"At most one model card may be the offline default {task} model, found {len(cards)}.")
     return cards[0] if cards else None
 
 

@@ -162,7 +162,8 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
                      qc: QcOptions = QcOptions()) -> list:
     """Segment each input with one loaded model; return the written label-map paths.
 
-    `model` is an installed model name or an nnU-Net model folder (None: the installed default model).
+    `model` is an installed model name or an nnU-Net model folder (None: the default model, installed on
+    first use, or the bundled starter offline; see `resolve_model`).
     `postprocessing` cleans each label map; `anatomy` (one input only) adds spinal levels from a cord mask;
     `qc` adds report entries for each input. `engine` runs the network in PyTorch or OpenVINO; `roi_margin_mm`
     predicts only within that margin around the cord mask (`anatomy.cord`, required then).
@@ -185,7 +186,7 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
         level_outputs = output_paths(plans[0].image, None, anatomy.discs is not None).values()
         plan_outputs_exist(level_outputs, overwrite)
     select_device(device)
-    resolved = resolve_model(model, folds)
+    resolved = resolve_model(model, folds, progress=progress)
     session = InferenceSession(resolved, device=device, tta=tta, step_size=step_size, threads=threads,
                                progress=progress, engine=engine, roi_margin_mm=roi_margin_mm)
     logger.info("Loaded model %s (folds %s) from %s on %s", resolved.name, ", ".join(resolved.folder.checkpoints),

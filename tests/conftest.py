@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated SCT_ROOTLETS_HOME, a tiny real nnU-Net model, its zip, a local model server."""
+"""Shared fixtures: an isolated SCT_ROOTLETS_HOME, no download unasked, a tiny real nnU-Net model, its zip, a local
+model server."""
 
 import json
 import os
@@ -9,6 +10,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+
+from sct_rootlets.models import OFFLINE_ENV_VAR
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -25,6 +28,13 @@ def rootlets_home(tmp_path, monkeypatch):
     home = tmp_path / "rootlets_home"
     monkeypatch.setenv("SCT_ROOTLETS_HOME", str(home))
     return home
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """No test downloads a model unasked: a run without -model uses the bundled starter at once. The first-run
+    tests delete the variable and point the default model at the local server."""
+    monkeypatch.setenv(OFFLINE_ENV_VAR, "1")
 
 
 @pytest.fixture(scope="session")

@@ -8,12 +8,14 @@ from pathlib import Path
 
 
 class ModelServer:
-    """Serves the files of `root`. `drop_after[name] = n` cuts the next transfer of `name` after n bytes."""
+    """Serves the files of `root`. `drop_after[name] = n` cuts the next transfer of `name` after n bytes,
+    `drop_every[name] = n` every transfer of it."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
         self.requests = []  # (path, Range header or None, status)
         self.drop_after = {}
+        self.drop_every = {}
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -41,7 +43,7 @@ class ModelServer:
                 body = data[start:]
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                cut = server.drop_after.pop(name, None)
+                cut = server.drop_after.pop(name, server.drop_every.get(name))
                 if cut is not None:
                     self.wfile.write(body[:cut])
                     self.wfile.flush()
@@ -63,3 +65,11 @@ class ModelServer:
     def __exit__(self, *exc):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def refused_url(name: str) -> str:
+    """An address on 127.0.0.1 where nothing listens: connecting is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/{name}"

@@ -44,6 +44,33 @@ def test_bundled_card_needs_a_zip_name_and_checksum(rootlets_home):
         registry.all_cards()
 
 
+def test_offline_default_needs_a_caveat(rootlets_home):
+    path = write_lab_card(rootlets_home, "lab-model", [], sha256="1" * 64)
+    card = json.loads(path.read_text())
+    path.write_text(json.dumps({**card, "bundled": "lab.zip", "offline_default": True}))
+    with pytest.raises(ModelError, match="an offline default needs a caveat"):
+        registry.all_cards()
+
+
+def test_lab_default_replaces_the_shipped_one_and_only_one_may_say_so(rootlets_home):
+    write_lab_card(rootlets_home, "lab-mirror", ["http://127.0.0.1:1/x.zip"], default=True)
+    assert registry.default_card().name == "lab-mirror"
+    write_lab_card(rootlets_home, "lab-other", ["http://127.0.0.1:1/y.zip"], default=True)
+    with pytest.raises(ModelError, match="At most one lab model card may be the default rootlets model, found 2"):
+        registry.default_card()
+
+
+def test_models_of_other_tasks_leave_the_rootlets_default_and_starter_alone(rootlets_home):
+    """A bundled model of another task (e.g. a cord model) marked default and offline default changes nothing."""
+    path = write_lab_card(rootlets_home, "cord-model", [], sha256="1" * 64, default=True)
+    card = json.loads(path.read_text())
+    path.write_text(json.dumps({**card, "task": "spinalcord", "bundled": "cord.zip", "offline_default": True,
+                                "caveat": "a cord model"}))
+    assert registry.default_card().name == "rootletseg-r20250318"
+    assert registry.offline_default_card().name == "rootletseg-synth-starter"
+    assert registry.default_card("spinalcord").name == registry.offline_default_card("spinalcord").name == "cord-model"
+
+
 def test_lab_card_is_listed(rootlets_home):
     write_lab_card(rootlets_home, "lab-model", ["http://127.0.0.1:1/lab.zip"])
     assert "lab-model" in registry.all_cards()

@@ -30,7 +30,8 @@ def get_parser() -> argparse.ArgumentParser:
     actions.add_argument("-install-from", metavar="ZIP_OR_URL", dest="install_from",
                          help="Install a model archive from a local zip file or an http(s) URL.")
     actions.add_argument("-list-models", action="store_true", dest="list_models",
-                         help="List the known models and whether they are installed.")
+                         help="List the known models, whether they are installed, and which one a run without "
+                              "-model uses.")
     parser.add_argument_group("output").add_argument(
         "-o", metavar="OUTPUT", help="Output file for a single input (default: <input stem>_rootlets.nii.gz beside it).")
     add_segmentation_arguments(parser)
@@ -46,18 +47,22 @@ def get_parser() -> argparse.ArgumentParser:
 
 def _list_models() -> None:
     from sct_rootlets import install, registry
+    from sct_rootlets.models import default_choice
 
     installed = set(install.installed_names())
     cards = registry.all_cards()
+    choice = default_choice()
+    starter = choice.starter.name if choice.starter else None
     for card in cards.values():
-        flags = ", ".join(f for f in ("default" if card.default else "",
-                                      "offline default, bundled" if card.offline_default else "",
+        flags = ", ".join(f for f in ("default" if card.name == choice.default.name else "",
+                                      "offline default, bundled" if card.name == starter else "",
                                       "installed" if card.name in installed else "") if f)
         print(f"{card.name}{f' [{flags}]' if flags else ''}\n    {card.description}\n"
               f"    contrasts: {', '.join(card.contrasts)}; labels: "
               f"{', '.join(f'{v}={k}' for k, v in card.labels.items())}; license: {card.license}")
     for name in sorted(installed - set(cards)):
         print(f"{name} [installed]\n    installed from an archive outside the registry")
+    print(f"\nWithout -model, {PROG} uses {choice.describe()}.")
 
 
 def run(args: argparse.Namespace, argv) -> None:

@@ -32,7 +32,9 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser) -> None:
     options = parser.add_argument_group("segmentation options")
     options.add_argument("-model", metavar="NAME_OR_FOLDER",
                          help="Installed model name, or an nnU-Net model folder (e.g. one SCT installed). "
-                              "Default: the installed default model.")
+                              "Default: the default model, downloaded and installed on first use; if that fails, "
+                              "or with SCT_ROOTLETS_OFFLINE=1 (no download attempt), the bundled starter model, "
+                              "a demo model trained on synthetic data only (see -list-models).")
     options.add_argument("-folds", nargs="+", metavar="FOLD",
                          help="Folds to ensemble (e.g. 0 1 or all). Default: every numbered fold present.")
     options.add_argument("-device", default="auto",
