@@ -26,6 +26,9 @@ def get_parser() -> argparse.ArgumentParser:
                           help="Fraction of subjects for testing (split by subject). Default: 0.2.")
     manifest.add_argument("-seed", type=int, default=0)
     manifest.add_argument("-rater", default="", help="Rater to record in the manifest.")
+    manifest.add_argument("-label-suffix", dest="label_suffix", default="_label-rootlets_dseg",
+                          help="Label files to pair with the images, e.g. _label-SC_seg for cord masks. "
+                               "Default: _label-rootlets_dseg.")
 
     build = commands.add_parser("build", help="Manifest -> nnU-Net v2 raw dataset (all pairs checked first).")
     build.add_argument("-path-data", dest="path_data", required=True, metavar="BIDS")
@@ -38,6 +41,9 @@ def get_parser() -> argparse.ArgumentParser:
     build.add_argument("-recode", metavar="MAP", help="e.g. 2:1,3:1,9:0 (with -labels recode).")
     build.add_argument("-folds", type=int, default=5, help="Cross-validation folds (by subject). Default: 5.")
     build.add_argument("-seed", type=int, default=0)
+    build.add_argument("-fold-subjects", dest="fold_subjects", metavar="A,B;C,D",
+                       help="Validation subjects of each fold, folds separated by ';' (each fold trains on every "
+                            "other subject), instead of -folds random folds.")
     build.add_argument("-allow-empty", action="store_true", dest="allow_empty",
                        help="Accept label maps without any rootlet.")
 
@@ -61,21 +67,22 @@ def run(args: argparse.Namespace, argv) -> None:
     if args.step == "manifest":
         from sct_rootlets.training.manifest import manifest_from_bids, write_manifest
 
-        table = manifest_from_bids(Path(args.path_data), test_fraction=args.test_fraction, seed=args.seed,
-                                   rater=args.rater)
+        table = manifest_from_bids(Path(args.path_data), label_suffix=args.label_suffix,
+                                   test_fraction=args.test_fraction, seed=args.seed, rater=args.rater)
         if Path(args.o).exists() and not args.overwrite:
             raise RootletsError(f"{args.o} already exists; use -overwrite to replace it.")
         write_manifest(table, args.o)
         print(f"Done: {args.o} ({len(table)} image/label pairs, {table.subject.nunique()} subjects)")
     elif args.step == "build":
-        from sct_rootlets.training.nnunet_dataset import LabelScheme, build_dataset, parse_recode
+        from sct_rootlets.training.nnunet_dataset import LabelScheme, build_dataset, parse_fold_subjects, parse_recode
 
         if (args.labels == "recode") != bool(args.recode):
             raise RootletsError("-labels recode and -recode MAP go together.")
         scheme = LabelScheme(args.labels, parse_recode(args.recode) if args.recode else None)
         folder = build_dataset(args.path_data, args.manifest, args.o, dataset_id=args.dataset_id, name=args.name,
                                scheme=scheme, folds=args.folds, seed=args.seed, allow_empty=args.allow_empty,
-                               overwrite=args.overwrite)
+                               overwrite=args.overwrite,
+                               fold_subjects=parse_fold_subjects(args.fold_subjects) if args.fold_subjects else None)
         print(f"Done: {folder}")
     else:
         from sct_rootlets.training.predict_to_bids import predict_to_bids

@@ -8,6 +8,10 @@ from sct_rootlets.cli.common import add_common_arguments, run_command
 PROG = "sct_rootlets_train"
 
 
+def _fold(text: str):
+    return text if text == "all" else int(text)
+
+
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Train rootlets models with nnU-Net v2 in a work folder (nnUNet_raw, "
@@ -33,7 +37,9 @@ def get_parser() -> argparse.ArgumentParser:
     plan.add_argument("-max-features", dest="max_features", type=int, default=320,
                       help="With -patch-size: feature cap. Default: 320.")
     plan.add_argument("-batch-size", dest="batch_size", type=int, default=2, help="With -patch-size. Default: 2.")
-    train.add_argument("-fold", type=int, default=0)
+    plan.add_argument("-spacing", type=float, metavar="MM",
+                      help="Resample every case to this isotropic voxel size instead of nnU-Net's median spacing.")
+    train.add_argument("-fold", type=_fold, default=0, help="A fold number, or all (train on every case).")
     train.add_argument("-trainer", choices=("nnunet", "lean"), default="nnunet",
                        help="nnunet: nnU-Net's nnUNetTrainer (GPU-sized schedule, heavy augmentation). lean: a "
                             "CPU-sized loop for synthetic data (same network, loss and checkpoints; patches cut "
@@ -58,7 +64,8 @@ def get_parser() -> argparse.ArgumentParser:
     export.add_argument("-name", required=True, help="Model name (registry key).")
     export.add_argument("-model-version", required=True, dest="model_version", help="e.g. v1 or r20261124.")
     export.add_argument("-o", required=True, metavar="FOLDER", help="Where to write <name>-<version>.zip + card.")
-    export.add_argument("-folds", type=int, nargs="+", help="Folds to include. Default: every trained fold.")
+    export.add_argument("-folds", type=_fold, nargs="+",
+                        help="Folds to include (numbers or all). Default: every trained fold.")
     export.add_argument("-checkpoint", choices=("final", "best"), default="final",
                         help="final, or best (best validation pseudo-Dice, e.g. when training was stopped early).")
     export.add_argument("-description", default="")
@@ -76,7 +83,8 @@ def run(args: argparse.Namespace, argv) -> None:
         if args.patch_size:
             network = train.NetworkSize(tuple(args.patch_size), args.base_features, args.max_features,
                                         args.batch_size)
-        folder = train.plan_and_preprocess(args.work, args.dataset_id, processes=args.processes, network=network)
+        folder = train.plan_and_preprocess(args.work, args.dataset_id, processes=args.processes, network=network,
+                                           spacing_mm=args.spacing)
         print(f"Done: {folder}")
     elif args.step == "train" and args.trainer == "lean":
         from sct_rootlets.training.lean import LeanSchedule, train_lean

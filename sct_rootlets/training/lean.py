@@ -112,7 +112,10 @@ def _load_cases(folder: Path, identifiers: Sequence[str]) -> list:
     return cases
 
 
-def _split(preprocessed: Path, identifiers: Sequence[str], fold: int) -> tuple:
+def _split(preprocessed: Path, identifiers: Sequence[str], fold) -> tuple:
+    """(training, validation) cases of a fold; fold "all" trains and validates on every case, as nnU-Net's."""
+    if fold == "all":
+        return list(identifiers), list(identifiers)
     splits_file = preprocessed / "splits_final.json"
     if splits_file.is_file():
         splits = json.loads(splits_file.read_text())
@@ -161,7 +164,7 @@ def _dice(prediction: np.ndarray, truth: np.ndarray, labels: Sequence[int]) -> t
     return dice(truth > 0, prediction > 0), float(np.mean(per_label)) if per_label else 0.0
 
 
-def train_lean(work: Path, dataset_id: int, *, fold: int = 0, schedule: LeanSchedule = LeanSchedule(),
+def train_lean(work: Path, dataset_id: int, *, fold=0, schedule: LeanSchedule = LeanSchedule(),
                device: str = "auto", resume: bool = False, log: Callable[[str], None] = print) -> Path:
     """Train one fold with the lean loop; returns the fold folder (checkpoint_final.pth and a training log)."""
     import torch

@@ -125,6 +125,26 @@ def subject_folds(table: pd.DataFrame, folds: int, seed: int) -> list:
             for k in range(folds)]
 
 
+def parse_fold_subjects(text: str) -> list:
+    """'sub-01,sub-02;sub-03' -> [['sub-01', 'sub-02'], ['sub-03']] (the 'sub-' prefix may be left out)."""
+    groups = [[name if name.startswith("sub-") else f"sub-{name}" for name in group.split(",") if name]
+              for group in text.replace(" ", "").split(";")]
+    if not all(groups):
+        raise DatasetError(f"Fold subjects {text!r} must look like sub-01,sub-02;sub-03 (no empty fold).")
+    return groups
+
+
+def grouped_folds(table: pd.DataFrame, groups: list) -> list:
+    """splits_final.json with chosen validation subjects per fold; each fold trains on all other subjects."""
+    train = table[table.split == "train"]
+    unknown = sorted({name for group in groups for name in group} - set(train.subject))
+    if unknown:
+        raise DatasetError(f"Fold subject(s) {', '.join(unknown)} have no training image in the manifest.")
+    cases = [(case_id(row), row.subject) for row in train.itertuples()]
+    return [{"train": sorted(c for c, s in cases if s not in group), "val": sorted(c for c, s in cases if s in group)}
+            for group in groups]
+
+
 def _write_reoriented(source: Path, target: Path, labels_fn=None) -> None:
     """Save `source` reoriented to RAS (SCT LPI); `labels_fn` turns a label map into the dataset's values."""
     image = nib.load(source)
@@ -136,12 +156,15 @@ def _write_reoriented(source: Path, target: Path, labels_fn=None) -> None:
 
 
 def build_dataset(bids_root, manifest, output_raw, *, dataset_id: int, name: str, scheme: LabelScheme,
-                  folds: int = 5, seed: int = 0, allow_empty: bool = False, overwrite: bool = False) -> Path:
+                  folds: int = 5, seed: int = 0, allow_empty: bool = False, overwrite: bool = False,
+                  fold_subjects: Optional[list] = None) -> Path:
     """Write `<output_raw>/Dataset<ID>_<name>/` (imagesTr, labelsTr, imagesTs, labelsTs, dataset.json,
-    splits_final.json, the manifest used) atomically; return its folder."""
+    splits_final.json, the manifest used) atomically; return its folder. `fold_subjects` (a list of subject
+    groups) sets each fold's validation subjects instead of `folds` random ones."""
     bids_root, output_raw = Path(bids_root), Path(output_raw)
     table = read_manifest(manifest)
     check_manifest(bids_root, table, scheme, allow_empty)
+    splits = grouped_folds(table, fold_subjects) if fold_subjects else subject_folds(table, folds, seed)
     target = output_raw / f"Dataset{dataset_id:03d}_{name}"
     if target.exists() and not overwrite:
         raise DatasetError(f"{target} already exists; use -overwrite to rebuild it.")
@@ -160,7 +183,7 @@ def build_dataset(bids_root, manifest, output_raw, *, dataset_id: int, name: str
                         "image_orientation": "LPI", "label_mode": scheme.mode,
                         **({"recode": {str(k): v for k, v in scheme.recode.items()}} if scheme.recode else {})}
         (staging / "dataset.json").write_text(json.dumps(dataset_json, indent=2) + "\n")
-        (staging / "splits_final.json").write_text(json.dumps(subject_folds(table, folds, seed), indent=2) + "\n")
+        (staging / "splits_final.json").write_text(json.dumps(splits, indent=2) + "\n")
         shutil.copyfile(manifest, staging / "manifest.tsv")
         if target.exists():
             shutil.rmtree(target)

@@ -97,11 +97,12 @@ class NetworkSize:
 
 
 def plan_and_preprocess(work: Path, dataset_id: int, processes: int = 1,
-                        network: Optional[NetworkSize] = None) -> Path:
+                        network: Optional[NetworkSize] = None, spacing_mm: Optional[float] = None) -> Path:
     """nnU-Net's fingerprint, default plans and 3d_fullres preprocessing; returns the preprocessed folder.
 
-    With `network`, the planned 3d_fullres network is replaced by that size (spacing and preprocessing stay
-    nnU-Net's)."""
+    With `network`, the planned 3d_fullres network is replaced by that size; with `spacing_mm`, cases are
+    resampled to that isotropic voxel size instead of nnU-Net's median spacing (preprocessing stays nnU-Net's).
+    """
     from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprints, plan_experiments,
                                                                        preprocess)
 
@@ -109,10 +110,16 @@ def plan_and_preprocess(work: Path, dataset_id: int, processes: int = 1,
     with nnunet_environment(work, data_workers=max(1, processes)):
         extract_fingerprints([dataset_id], check_dataset_integrity=True, num_processes=processes)
         plan_experiments([dataset_id])
-        if network is not None:
+        if network is not None or spacing_mm is not None:
+            if spacing_mm is not None and not 0.1 <= spacing_mm <= 10:
+                raise TrainingError(f"Spacing {spacing_mm} mm is outside 0.1..10 mm.")
             plans_file = dataset_folder(Path(work) / "nnUNet_preprocessed", dataset_id) / "nnUNetPlans.json"
             plans = json.loads(plans_file.read_text())
-            network.apply(plans["configurations"][CONFIGURATION])
+            configuration = plans["configurations"][CONFIGURATION]
+            if network is not None:
+                network.apply(configuration)
+            if spacing_mm is not None:
+                configuration["spacing"] = [spacing_mm] * 3
             plans_file.write_text(json.dumps(plans, indent=2))
         preprocess([dataset_id], configurations=(CONFIGURATION,), num_processes=(processes,))
     preprocessed = dataset_folder(Path(work) / "nnUNet_preprocessed", dataset_id)

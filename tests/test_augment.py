@@ -1,0 +1,124 @@
+"""Variants of labelled scans for training (field of view, resolution, pose, contrast) and folds by chosen
+validation subjects: geometry checked in world coordinates, files as a BIDS dataset of sessions."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import run_cli
+from sct_rootlets.training.augment import AugmentOptions, augment_case, augment_dataset
+from sct_rootlets.training.manifest import COLUMNS, DatasetError
+from sct_rootlets.training.nnunet_dataset import grouped_folds, parse_fold_subjects
+
+
+def _scan(shape=(40, 60, 30), zooms=(1.0, 0.8, 1.2)):
+    """An oblique-free PSR-like image with a labelled 'cord' bar along its second axis."""
+    rng = np.random.default_rng(0)
+    data = rng.normal(100, 10, shape).astype(np.float32)
+    label = np.zeros(shape, np.uint8)
+    label[18:22, 10:50, 13:17] = 1
+    data[label > 0] = 300
+    affine = np.diag([*zooms, 1.0])
+    affine[:3, 3] = [5.0, -12.0, 30.0]
+    return nib.Nifti1Image(data, affine), label
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_a_variant_keeps_anatomy_and_label_where_they_were_in_the_world(seed):
+    image, label = _scan()
+    options = AugmentOptions(min_extent_mm=1000.0)  # the whole field of view: the bar stays inside
+    variant, new_label = augment_case(np.random.default_rng(seed), image, label, options)
+    zooms = np.sqrt((variant.affine[:3, :3] ** 2).sum(axis=0))
+    assert variant.shape == new_label.shape and new_label.dtype == np.uint8
+    assert set(np.unique(new_label)) == {0, 1}
+    assert np.all(zooms >= options.voxel_mm[0] - 1e-6) and np.all(zooms <= options.thick_voxel_mm[1] + 1e-6)
+    directions = variant.affine[:3, :3] / zooms
+    np.testing.assert_allclose(directions.T @ directions, np.eye(3), atol=1e-6)  # a rotation, no shear
+    # every labelled voxel of the variant lies, in the world, on the original bar (the field of view may cut it)
+    voxels = np.argwhere(new_label > 0)
+    assert len(voxels), "the field of view is centred near a labelled voxel"
+    world = variant.affine[:3, :3] @ voxels.T + variant.affine[:3, 3:4]
+    original = np.rint(np.linalg.solve(image.affine[:3, :3], world - image.affine[:3, 3:4])).astype(int).T
+    inside = np.all((original >= 0) & (original < label.shape), axis=1)
+    near_bar = np.zeros(label.shape, bool)
+    near_bar[17:23, 9:51, 12:18] = True  # the bar widened by one voxel: resampling blurs its edge
+    assert inside.all() and near_bar[tuple(original.T)].mean() > 0.97
+    bright = np.asarray(variant.dataobj)[new_label > 0].mean()
+    assert bright > np.asarray(variant.dataobj)[new_label == 0].mean(), "the labelled bar is still the bright one"
+
+
+def test_variants_are_reproducible_and_differ_between_draws():
+    image, label = _scan()
+    first = augment_case(np.random.default_rng([7, 0, 1]), image, label)
+    again = augment_case(np.random.default_rng([7, 0, 1]), image, label)
+    other = augment_case(np.random.default_rng([7, 0, 2]), image, label)
+    np.testing.assert_array_equal(np.asarray(first[0].dataobj), np.asarray(again[0].dataobj))
+    np.testing.assert_array_equal(first[0].affine, again[0].affine)
+    assert first[0].shape != other[0].shape or not np.allclose(first[0].affine, other[0].affine)
+
+
+def _bids(root):
+    image, label = _scan()
+    for subject in ("sub-a", "sub-b"):
+        (root / subject / "anat").mkdir(parents=True)
+        nib.save(image, root / subject / "anat" / f"{subject}_T2w.nii.gz")
+        labels = root / "derivatives" / "labels" / subject / "anat"
+        labels.mkdir(parents=True)
+        nib.save(nib.Nifti1Image(label, image.affine), labels / f"{subject}_T2w_label-SC_seg.nii.gz")
+    return root
+
+
+def test_augment_dataset_writes_sessions_with_labels_on_their_grid(tmp_path):
+    source = _bids(tmp_path / "src")
+    written = augment_dataset(source, tmp_path / "aug", label_suffix="_label-SC_seg", count=2, seed=3)
+    assert len(written) == 6
+    for path in written:
+        subject, session = path.parts[-4], path.parts[-3]
+        assert session in ("ses-aug00", "ses-aug01", "ses-aug02")
+        label = (tmp_path / "aug" / "derivatives" / "labels" / subject / session / "anat" /
+                 path.name.replace("_T2w.nii.gz", "_T2w_label-SC_seg.nii.gz"))
+        image, mask = nib.load(path), nib.load(label)
+        assert image.shape == mask.shape
+        np.testing.assert_allclose(image.affine, mask.affine)
+        assert np.asanyarray(mask.dataobj).any()
+    original = nib.load(source / "sub-a" / "anat" / "sub-a_T2w.nii.gz")
+    copy = nib.load(tmp_path / "aug" / "sub-a" / "ses-aug00" / "anat" / "sub-a_ses-aug00_T2w.nii.gz")
+    np.testing.assert_array_equal(np.asarray(copy.dataobj), np.asarray(original.dataobj))
+    with pytest.raises(Exception, match="has no T2w image with a _label-rootlets_dseg label"):
+        augment_dataset(source, tmp_path / "none", label_suffix="_label-rootlets_dseg", count=1, seed=0)
+
+
+def test_folds_by_chosen_validation_subjects():
+    table = pd.DataFrame([{**{c: "" for c in COLUMNS}, "subject": subject, "split": "train",
+                           "image": f"{subject}/anat/{subject}_ses-{k}_T2w.nii.gz"}
+                          for subject in ("sub-a", "sub-b", "sub-c", "sub-s1") for k in (0, 1)])
+    groups = parse_fold_subjects("a,b; c")
+    assert groups == [["sub-a", "sub-b"], ["sub-c"]]
+    folds = grouped_folds(table, groups)
+    assert [len(fold["val"]) for fold in folds] == [4, 2]
+    for fold, group in zip(folds, groups):
+        assert all(case.split("_")[0] in group for case in fold["val"])
+        assert not any(case.split("_")[0] in group for case in fold["train"])
+        assert any(case.startswith("sub-s1") for case in fold["train"]), "other subjects train in every fold"
+    with pytest.raises(DatasetError, match="sub-z have no training image"):
+        grouped_folds(table, [["sub-z"]])
+    with pytest.raises(DatasetError, match="no empty fold"):
+        parse_fold_subjects("a;;b")
+
+
+def test_manifest_pairs_other_labels_and_build_writes_the_chosen_folds(tmp_path, rootlets_home):
+    source = _bids(tmp_path / "src")
+    manifest = tmp_path / "m.tsv"
+    result = run_cli("manifest", "-path-data", source, "-o", manifest, "-test-fraction", "0", "-label-suffix",
+                     "_label-SC_seg", env_home=rootlets_home, command="sct_rootlets_dataset")
+    assert result.returncode == 0, result.stderr
+    assert sorted(pd.read_csv(manifest, sep="\t").subject) == ["sub-a", "sub-b"]
+    result = run_cli("build", "-path-data", source, "-manifest", manifest, "-o", tmp_path / "raw", "-id", "777",
+                     "-name", "Cord", "-labels", "binary", "-fold-subjects", "a;b", env_home=rootlets_home,
+                     command="sct_rootlets_dataset")
+    assert result.returncode == 0, result.stderr
+    splits = json.loads((tmp_path / "raw" / "Dataset777_Cord" / "splits_final.json").read_text())
+    assert splits == [{"train": ["sub-b_T2w"], "val": ["sub-a_T2w"]}, {"train": ["sub-a_T2w"], "val": ["sub-b_T2w"]}]
