@@ -5,8 +5,8 @@
 #
 # $1 = sub-XX or sub-XX/ses-YY (sct_run_batch passes it); $2 (optional) = model name or folder.
 # Uses PATH_DATA, PATH_DATA_PROCESSED, PATH_RESULTS, PATH_LOG and PATH_QC as sct_run_batch sets them.
-# A manual cord mask in $PATH_DATA/derivatives/labels is preferred; otherwise SCT makes one if it is installed;
-# without either, rootlets are segmented and spinal levels are skipped. Each job uses
+# A manual cord mask in $PATH_DATA/derivatives/labels is preferred; otherwise sct_rootlets_cord (the cord model
+# bundled with sct_rootlets: SCT is not needed) makes one; spinal levels follow from it. Each job uses
 # SCT_ROOTLETS_THREADS threads (default 1), so -jobs N never oversubscribes the CPUs.
 
 set -euo pipefail
@@ -43,9 +43,9 @@ for image in "${FILE_PREFIX}"*_T2w.nii.gz; do
   if [[ -f "$manual_cord" ]]; then
     cp "$manual_cord" "${stem}_label-SC_seg.nii.gz"
     CORD_ARGS=(-s "${stem}_label-SC_seg.nii.gz")
-  elif command -v sct_deepseg >/dev/null; then
-    sct_deepseg spinalcord -i "$image" -o "${stem}_label-SC_seg.nii.gz" "${QC_ARGS[@]}"
-    CORD_ARGS=(-s "${stem}_label-SC_seg.nii.gz")
+  else
+    sct_rootlets_cord -i "$image" -o "${stem}_seg.nii.gz" -threads "$THREADS" "${QC_ARGS[@]}" -overwrite -v 1
+    CORD_ARGS=(-s "${stem}_seg.nii.gz")
   fi
   sct_deepseg_rootlets -i "$image" -o "${stem}_label-rootlets_dseg.nii.gz" "${MODEL_ARGS[@]}" -threads "$THREADS" \
     "${CORD_ARGS[@]}" "${QC_ARGS[@]}" -overwrite -v 1

@@ -14,6 +14,15 @@ before timing (it is cached beside the weights, as in use).
 Agreement (a trained model, generated volumes with their cord masks):
 
     .venv/bin/python bench/bench_inference.py agreement --model MODEL_FOLDER --data BIDS --count 5
+
+Whole processes as a user times them (`time sct_deepseg_rootlets -i IMG`: start-up, imports, model load, cord
+step, writing), on the reference network and the 0.8 mm 64x320x320 volume, after `speed` prepared them:
+
+    .venv/bin/python bench/bench_inference.py process --work /tmp/bench_inference [--runs 3]
+
+"stock" is a process that does what SCT does with nnU-Net's predictor (load the model folder, read the image,
+predict with step 0.5 and no mirroring, write the label map); "default" is `sct_deepseg_rootlets -i IMG -model
+MODEL -o OUT` with no other option; its first run may fill caches (the OpenVINO export) that later runs use.
 """
 
 import argparse
@@ -127,7 +136,7 @@ def run_engine(engine: str, model: Path, image_path: Path) -> dict:
     else:
         name, around_cord = ENGINES[engine]
         session = InferenceSession(resolve_model(str(model)), device="cpu", threads=2, engine=name,
-                                   roi_margin_mm=ROI_MARGIN_MM if around_cord else None)
+                                   region="fast" if around_cord else "whole", roi_margin_mm=ROI_MARGIN_MM)
         start = time.perf_counter()
         image = load_input_image(image_path)
         cord = load_label_image(cord_path, "cord mask").data if around_cord else None
@@ -170,7 +179,8 @@ def agreement(args) -> None:
 
     model = resolve_model(str(args.model))
     stock = InferenceSession(model, device="cpu", threads=2)  # equal to nnUNetPredictor (tests/test_inference.py)
-    fast = InferenceSession(model, device="cpu", threads=2, engine="openvino", roi_margin_mm=ROI_MARGIN_MM)
+    fast = InferenceSession(model, device="cpu", threads=2, engine="openvino", region="fast",
+                            roi_margin_mm=ROI_MARGIN_MM)
     totals = {"agree": 0, "stock": 0, "fast": 0, "outside": 0}
     for image_path in sorted(Path(args.data).glob("sub-*/anat/*_T2w.nii.gz"))[:args.count]:
         labels = Path(args.data) / "derivatives/labels" / image_path.parent.relative_to(args.data)
@@ -189,6 +199,54 @@ def agreement(args) -> None:
                       "dice": round(2 * totals["agree"] / max(totals["stock"] + totals["fast"], 1), 4)}))
 
 
+def stock_process(model: Path, image_path: Path, output: Path) -> None:
+    """What SCT does for one image, in this fresh process: nnU-Net's predictor from the model folder, the image
+    reoriented to LPI (nibabel RAS) and back, step 0.5, Gaussian weighting, no mirroring, the label map saved."""
+    import contextlib
+    import io
+
+    import nibabel as nib
+    import numpy as np
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    torch.set_num_threads(2)
+    with contextlib.redirect_stdout(io.StringIO()):
+        predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
+                                    perform_everything_on_device=False, device=torch.device("cpu"), allow_tqdm=False)
+    predictor.initialize_from_trained_model_folder(str(model), use_folds=None)
+    image = nib.load(image_path)
+    ras = nib.as_closest_canonical(image)
+    data = np.asanyarray(ras.dataobj).astype(np.float32).transpose(2, 1, 0)[None]
+    labels = predictor.predict_single_npy_array(data, {"spacing": list(ras.header.get_zooms()[:3][::-1])},
+                                                None, None, False)
+    back = nib.Nifti1Image(np.asarray(labels).transpose(2, 1, 0).astype(np.uint8), ras.affine)
+    original = nib.orientations.io_orientation(image.affine)
+    nib.save(back.as_reoriented(nib.orientations.ornt_transform(nib.orientations.io_orientation(ras.affine),
+                                                                original)), output)
+
+
+def _timed_process(command: list) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, text=True)
+    return round(time.perf_counter() - start, 1)
+
+
+def process(args) -> None:
+    """Whole-process wall times: stock vs the default command (runs alternate, so load drifts hit both)."""
+    model = args.work / "model" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    image = args.work / "images" / "0.8mm_64x320x320.nii.gz"
+    out = args.work / "process"
+    out.mkdir(exist_ok=True)
+    command = str(Path(sys.executable).with_name("sct_deepseg_rootlets"))
+    for run in range(args.runs):
+        stock = _timed_process([sys.executable, __file__, "_stock", str(model), str(image), str(out / "stock.nii.gz")])
+        default = _timed_process([command, "-i", str(image), "-model", str(model), "-o", str(out / "default.nii.gz"),
+                                  "-overwrite"])
+        print(json.dumps({"run": run + 1, "stock_s": stock, "default_s": default,
+                          "speed_up": round(stock / default, 1)}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -200,14 +258,22 @@ def main() -> None:
     check.add_argument("--model", type=Path, required=True)
     check.add_argument("--data", type=Path, required=True)
     check.add_argument("--count", type=int, default=5)
+    whole = commands.add_parser("process")
+    whole.add_argument("--work", type=Path, required=True)
+    whole.add_argument("--runs", type=int, default=3)
     timed = commands.add_parser("_time")
     for name in ("engine", "model", "image"):
         timed.add_argument(name)
+    stock = commands.add_parser("_stock")
+    for name in ("model", "image", "output"):
+        stock.add_argument(name, type=Path)
     args = parser.parse_args()
     if args.command == "_time":
         print(json.dumps(run_engine(args.engine, Path(args.model), Path(args.image))))
+    elif args.command == "_stock":
+        stock_process(args.model, args.image, args.output)
     else:
-        (speed if args.command == "speed" else agreement)(args)
+        {"speed": speed, "agreement": agreement, "process": process}[args.command](args)
 
 
 if __name__ == "__main__":

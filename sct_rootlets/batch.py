@@ -27,6 +27,7 @@ from sct_rootlets import __version__
 from sct_rootlets.bids import BidsImage
 from sct_rootlets.image import check_same_grid, load_input_image, load_label_image
 from sct_rootlets.levels import spinal_level_name
+from sct_rootlets.options import DEFAULT_REGION, DEFAULT_ROI_MARGIN_MM
 from sct_rootlets.postprocess import PostProcessing
 from sct_rootlets.segment import sidecar_content, write_label_map
 from sct_rootlets.spinal_levels import output_paths, write_spinal_levels
@@ -34,8 +35,8 @@ from sct_rootlets.spinal_levels import output_paths, write_spinal_levels
 logger = logging.getLogger(__name__)
 
 #: Sidecar options that change the result: a resumed run recomputes an image when any of them differs.
-RESULT_OPTIONS = ("tta", "step_size", "folds", "checkpoints", "orientation", "engine", "roi_margin_mm",
-                  "postprocessing", "levels_method")
+RESULT_OPTIONS = ("tta", "step_size", "folds", "checkpoints", "orientation", "engine", "region", "roi_margin_mm",
+                  "postprocessing", "levels_method", "cord_mask")
 DERIVATIVE_DESCRIPTION = "dataset_description.json"
 
 
@@ -50,7 +51,8 @@ class BatchSettings:
     step_size: float = 0.5
     threads: Optional[int] = None
     engine: str = "torch"
-    roi_margin_mm: Optional[float] = None
+    region: str = DEFAULT_REGION
+    roi_margin_mm: float = DEFAULT_ROI_MARGIN_MM
     postprocessing: PostProcessing = field(default_factory=PostProcessing)
     levels_method: str = "extent"
     qc: bool = True
@@ -67,14 +69,21 @@ class ItemResult:
 
 
 def derivative_paths(image: BidsImage, output: Path) -> dict:
-    """The label map, its sidecar and (with a cord mask) the levels outputs of one image."""
+    """The label map, its sidecar and the levels outputs of one image (from its manual cord mask, else a
+    computed one)."""
     folder = Path(output) / "derivatives" / "labels" / image.relative_folder
     dseg = folder / f"{image.stem}_label-rootlets_dseg.nii.gz"
     paths = {"dseg": dseg, "sidecar": folder / f"{image.stem}_label-rootlets_dseg.json"}
-    if "cord" in image.labels:
-        paths.update({f"levels_{kind}": path for kind, path in
-                      output_paths(dseg, None, "discs" in image.labels).items()})
+    paths.update({f"levels_{kind}": path for kind, path in output_paths(dseg, None, "discs" in image.labels).items()})
     return paths
+
+
+def cord_signature(image: BidsImage, cord_model_sha256: str) -> dict:
+    """The sidecar's `cord_mask` entry an up-to-date result of this image has (the manual mask, else the
+    computed one by the cord model's files; an image where no cord was found is recomputed on resume)."""
+    if "cord" in image.labels:
+        return {"Computed": False, "File": str(image.labels["cord"])}
+    return {"Computed": True, "FilesSHA256": cord_model_sha256}
 
 
 def _normalised(value):
@@ -82,18 +91,25 @@ def _normalised(value):
 
 
 def result_signature(options: dict) -> dict:
-    return _normalised({key: options.get(key) for key in RESULT_OPTIONS})
+    signature = {key: options.get(key) for key in RESULT_OPTIONS}
+    if isinstance(signature["cord_mask"], dict):  # a computed mask is identified by the model's files alone
+        signature["cord_mask"] = {key: signature["cord_mask"].get(key) for key in ("Computed", "File", "FilesSHA256")
+                                  if key in signature["cord_mask"]}
+    return _normalised(signature)
 
 
 def is_up_to_date(image: BidsImage, settings: BatchSettings, files_sha256: str, signature: dict) -> bool:
-    """True when every output exists and the sidecar names the same model files and result options."""
+    """True when the label map, its sidecar and (when a cord mask was used) the levels outputs exist, and the
+    sidecar names the same model files and result options."""
     paths = derivative_paths(image, settings.output)
-    if not all(path.is_file() for path in paths.values()):
+    if not (paths["dseg"].is_file() and paths["sidecar"].is_file()):
         return False
     try:
         sidecar = json.loads(paths["sidecar"].read_text(encoding="utf-8"))
+        levels_written = all(path.is_file() for key, path in paths.items() if key.startswith("levels_"))
         return (sidecar["Model"]["FilesSHA256"] == files_sha256
-                and result_signature(sidecar["Options"]) == signature)
+                and result_signature(sidecar["Options"]) == signature
+                and (levels_written or sidecar["Options"]["cord_mask"] is None))
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
@@ -109,12 +125,23 @@ def _session(settings: BatchSettings):
     from sct_rootlets.models import resolve_model
 
     key = (settings.model, settings.folds, settings.device, settings.tta, settings.step_size, settings.threads,
-           settings.engine, settings.roi_margin_mm)
+           settings.engine, settings.region, settings.roi_margin_mm)
     if key not in _SESSIONS:
         resolved = resolve_model(settings.model, settings.folds)
         _SESSIONS[key] = InferenceSession(resolved, device=settings.device, tta=settings.tta,
                                           step_size=settings.step_size, threads=settings.threads,
-                                          engine=settings.engine, roi_margin_mm=settings.roi_margin_mm)
+                                          engine=settings.engine, region=settings.region,
+                                          roi_margin_mm=settings.roi_margin_mm)
+    return _SESSIONS[key]
+
+
+def _cord_masks(settings: BatchSettings):
+    """This process's cord model for the images without a manual cord mask (loaded on first need, then kept)."""
+    from sct_rootlets.cord.segment import CordMasks
+
+    key = ("cord", settings.device, settings.threads, settings.engine)
+    if key not in _SESSIONS:
+        _SESSIONS[key] = CordMasks(device=settings.device, threads=settings.threads, engine=settings.engine)
     return _SESSIONS[key]
 
 
@@ -133,26 +160,26 @@ def process_image(image: BidsImage, settings: BatchSettings, loaded=None) -> Ite
         source = loaded if loaded is not None else load_input_image(image.path)
         anatomy = {kind: load_label_image(path, kind) for kind, path in image.labels.items()}
         check_same_grid(source, *anatomy.values())
-        cord = anatomy["cord"].data if "cord" in anatomy else None
+        cord, cord_source = _cord_masks(settings).get(source, anatomy["cord"].data if "cord" in anatomy else None,
+                                                      image.labels.get("cord"))
         labels = settings.postprocessing.apply(
             session.predict(source, cord), source.zooms, source.nifti.affine, cord=cord,
             discs=anatomy["discs"].data if "discs" in anatomy else None)
-        options = {**session.options_for(cord), "input": str(image.path),
+        options = {**session.options_for(cord), "input": str(image.path), "cord_mask": cord_source,
                    "postprocessing": settings.postprocessing.as_dict(),
                    "levels_method": settings.levels_method}
         write_label_map(paths["dseg"], paths["sidecar"], labels, source.nifti,
                         sidecar_content(command_line=settings.command_line, model=session.model, options=options),
                         overwrite=True)
         levels_csv = None
-        if "cord" in image.labels:
-            written = write_spinal_levels(paths["dseg"], image.labels["cord"], pmj_path=image.labels.get("pmj"),
-                                          discs_path=image.labels.get("discs"), method=settings.levels_method,
-                                          overwrite=True)
-            levels_csv = written["spinal"]
+        if cord is not None:  # no cord found: the rootlets stand, without levels
+            levels_csv = write_spinal_levels(paths["dseg"], cord_mask=cord, pmj_path=image.labels.get("pmj"),
+                                             discs_path=image.labels.get("discs"), method=settings.levels_method,
+                                             overwrite=True)["spinal"]
         if settings.qc:
             from sct_rootlets.qc.report import rootlets_qc
 
-            rootlets_qc(Path(settings.output) / "qc", image.path, paths["dseg"], cord_path=image.labels.get("cord"),
+            rootlets_qc(Path(settings.output) / "qc", image.path, paths["dseg"], cord_mask=cord,
                         levels_csv=levels_csv, command="sct_rootlets_batch", cmdline=settings.command_line,
                         dataset=settings.dataset_name or None, subject=image.key.replace("/", "_"))
         return ItemResult(key=image.key, image=str(image.path), status="done")
@@ -261,13 +288,19 @@ def run_batch(images: list, settings: BatchSettings, *, jobs: int = 1, scheduler
     from sct_rootlets.models import resolve_model
 
     model = resolve_model(settings.model, settings.folds)  # a model problem stops the run before any work
+    cord_model_sha256 = ""
+    if any("cord" not in image.labels for image in images):
+        from sct_rootlets.cord.segment import cord_model
+
+        cord_model_sha256 = cord_model().files_sha256
 
     def signature(image: BidsImage) -> dict:
-        roi = settings.roi_margin_mm if "cord" in image.labels else None
         return result_signature({**prediction_options(model, tta=settings.tta, step_size=settings.step_size,
-                                                      engine=settings.engine, roi_margin_mm=roi),
+                                                      engine=settings.engine, region=settings.region,
+                                                      roi_margin_mm=settings.roi_margin_mm),
                                  "postprocessing": settings.postprocessing.as_dict(),
-                                 "levels_method": settings.levels_method})
+                                 "levels_method": settings.levels_method,
+                                 "cord_mask": cord_signature(image, cord_model_sha256)})
 
     pending, results = [], []
     for image in images:

@@ -5,11 +5,14 @@ reversed to nnU-Net's (z, y, x) order with the spacing reversed alike, float32, 
 weighting, mirroring off unless asked. The prediction is mapped back to the input's voxel grid.
 
 The network is built from the plans (as nnU-Net's base trainer does) instead of looking the trainer class up by
-name: that lookup imports every trainer variant, some of which import timm/torchvision.
+name: that lookup imports every trainer variant, some of which import timm/torchvision. nnU-Net's predictor (whose
+module imports torch's compiler, over a second of start-up) is made only for the whole-image and exact modes; the
+fast mode tiles its region itself, with nnU-Net's preprocessing, Gaussian weights, steps and export.
 """
 
 import contextlib
 import io
+import itertools
 import logging
 import os
 from typing import Optional
@@ -20,6 +23,7 @@ from sct_rootlets.engine import OpenVinoNetwork, cached_onnx_path, select_engine
 from sct_rootlets.errors import ModelError
 from sct_rootlets.image import InputImage, Reorientation, check_resampling_memory, sct_orientation_to_axcodes
 from sct_rootlets.models import ResolvedModel
+from sct_rootlets.options import DEFAULT_ROI_MARGIN_MM, REGION_MODES
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +53,13 @@ def select_device(spec: str = "auto"):
 
 
 def prediction_options(model: ResolvedModel, *, tta: bool, step_size: float, engine: str = "torch",
-                       roi_margin_mm: Optional[float] = None) -> dict:
+                       region: str = "whole", roi_margin_mm: Optional[float] = None) -> dict:
     """The options that decide the labels (unlike device or threads): recorded in sidecars, compared by -resume.
-    `roi_margin_mm` is None when the whole image was predicted."""
+    `region` is how the network covered the image (whole, exact or fast); `roi_margin_mm` is None for whole."""
     return {"tta": tta, "step_size": step_size, "folds": list(model.folder.checkpoints),
             "checkpoints": sorted({path.name for path in model.folder.checkpoints.values()}),
-            "orientation": model.orientation, "engine": engine, "roi_margin_mm": roi_margin_mm}
+            "orientation": model.orientation, "engine": engine, "region": region,
+            "roi_margin_mm": None if region == "whole" else roi_margin_mm}
 
 
 def _load_checkpoint(path):
@@ -90,14 +95,19 @@ def network_strides(configuration_manager) -> np.ndarray:
 MAX_TILE_STRETCH = 1.5
 
 
-def tile_shape(patch_size, region_shape, strides) -> tuple:
+def tile_shape(patch_size, region_shape, strides, max_stretch: float = MAX_TILE_STRETCH,
+               max_voxels: Optional[int] = None) -> tuple:
     """Tiles for a region, per axis: the region itself (rounded up to a multiple of the network's stride) when
-    it is at most 1.5 patch lengths, else nnU-Net's patch. With the usual step of half a patch, a region between
-    one and two patch lengths would take two or three overlapping tiles; one tile over it costs less, and the
-    network, being convolutional, runs on any multiple of its stride."""
+    it is at most `max_stretch` patch lengths, else nnU-Net's patch. With the usual step of half a patch, a region
+    between one and two patch lengths would take two or three overlapping tiles; one tile over it costs less, and
+    the network, being convolutional, runs on any multiple of its stride. A tile of more than `max_voxels` voxels
+    falls back to the patch (memory)."""
     patch, strides = np.asarray(patch_size), np.asarray(strides)
     rounded = np.maximum(np.ceil(np.asarray(region_shape) / strides).astype(int) * strides, strides)
-    return tuple(int(v) for v in np.where(rounded <= MAX_TILE_STRETCH * patch, rounded, patch))
+    tile = np.where(rounded <= max_stretch * patch, rounded, patch)
+    if max_voxels is not None and np.prod(tile) > max_voxels:
+        tile = patch
+    return tuple(int(v) for v in tile)
 
 
 def region_box(mask: np.ndarray, spacing, margin_mm: float) -> tuple:
@@ -111,24 +121,37 @@ def region_box(mask: np.ndarray, spacing, margin_mm: float) -> tuple:
     return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
 
 
+def _widened(box: tuple, voxels: int, shape) -> tuple:
+    return tuple(slice(max(part.start - voxels, 0), min(part.stop + voxels, size)) for part, size in zip(box, shape))
+
+
 class InferenceSession:
-    """One loaded model and its predictor settings; call `predict` for each image."""
+    """One loaded model and its predictor settings; call `predict` for each image.
+
+    `region` says how the network covers an image whose cord mask is known: "whole" (nnU-Net's sliding window
+    over the whole image), "exact" (the same tiles, skipping those that miss the cord's bounding box widened by
+    `roi_margin_mm`: labels in that box equal the whole-image ones) or "fast" (only that box, in as few tiles as
+    `max_tile_stretch` allows). Without a cord mask the whole image is predicted.
+    """
 
     def __init__(self, model: ResolvedModel, *, device: str = "auto", tta: bool = False, step_size: float = 0.5,
                  threads: Optional[int] = None, progress: bool = False, engine: str = "torch",
-                 roi_margin_mm: Optional[float] = None):
+                 region: str = "whole", roi_margin_mm: float = DEFAULT_ROI_MARGIN_MM,
+                 max_tile_stretch: float = MAX_TILE_STRETCH, max_tile_voxels: Optional[int] = None):
         import torch
-        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
         if not 0 < step_size <= 1:
             raise ModelError(f"Step size {step_size} is outside (0, 1].")
-        if roi_margin_mm is not None and roi_margin_mm < 0:
+        if region not in REGION_MODES:
+            raise ModelError(f"Region {region!r} must be one of {', '.join(REGION_MODES)}.")
+        if roi_margin_mm < 0:
             raise ModelError(f"Region margin {roi_margin_mm} mm must not be negative.")
         if threads is not None and threads < 1:
             raise ModelError(f"Thread count {threads} must be at least 1.")
         self.model = model
-        self.roi_margin_mm = roi_margin_mm
+        self.region, self.roi_margin_mm = region, roi_margin_mm
+        self.max_tile_stretch, self.max_tile_voxels = max_tile_stretch, max_tile_voxels
         self.device = select_device(device)
         self.threads = threads or available_cpus()
         torch.set_num_threads(self.threads)
@@ -150,12 +173,6 @@ class InferenceSession:
         except Exception as exc:  # plans, labels and weights that do not fit each other
             raise ModelError(f"Model {folder.trainer_dir} cannot be built from its plans and weights: {exc}") from None
 
-        # nnU-Net prints a warning about perform_everything_on_device on CPU even when told False.
-        with contextlib.redirect_stdout(io.StringIO()):
-            self.predictor = nnUNetPredictor(tile_step_size=step_size, use_gaussian=True, use_mirroring=tta,
-                                             perform_everything_on_device=self.device.type == "cuda",
-                                             device=self.device, verbose=False, verbose_preprocessing=False,
-                                             allow_tqdm=progress)
         self.engine = select_engine(engine, self.device)
         executor = network.to(self.device)
         if self.engine == "openvino":
@@ -165,18 +182,41 @@ class InferenceSession:
                           for path in folder.checkpoints.values()]
             executor = OpenVinoNetwork(network, parameters, onnx_paths, self.threads,
                                        network_strides(configuration_manager))
-        self.predictor.manual_initialization(executor, plans_manager, configuration_manager,
-                                             parameters, folder.dataset_json, first.get("trainer_name", ""),
-                                             first.get("inference_allowed_mirroring_axes"))
+        self.network, self.parameters = executor, parameters
+        self.plans_manager, self.configuration_manager = plans_manager, configuration_manager
+        self.label_manager = label_manager
+        self.tta, self.step_size, self.progress = tta, step_size, progress
+        self.mirror_axes = first.get("inference_allowed_mirroring_axes")
+        self.trainer_name = first.get("trainer_name", "")
+        self._predictor = None
         self.options = {"device": str(self.device), "threads": self.threads,
                         **prediction_options(model, tta=tta, step_size=step_size, engine=self.engine)}
 
+    @property
+    def predictor(self):
+        """nnU-Net's own predictor on the loaded network (made on first use: whole-image and exact modes)."""
+        if self._predictor is None:
+            from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+            # nnU-Net prints a warning about perform_everything_on_device on CPU even when told False.
+            with contextlib.redirect_stdout(io.StringIO()):
+                predictor = nnUNetPredictor(tile_step_size=self.step_size, use_gaussian=True, use_mirroring=self.tta,
+                                            perform_everything_on_device=self.device.type == "cuda",
+                                            device=self.device, verbose=False, verbose_preprocessing=False,
+                                            allow_tqdm=self.progress)
+            predictor.manual_initialization(self.network, self.plans_manager, self.configuration_manager,
+                                            self.parameters, self.model.folder.dataset_json, self.trainer_name,
+                                            self.mirror_axes)
+            self._predictor = predictor
+        return self._predictor
+
     def uses_region(self, cord: Optional[np.ndarray]) -> bool:
-        return self.roi_margin_mm is not None and cord is not None
+        return self.region != "whole" and cord is not None
 
     def options_for(self, cord: Optional[np.ndarray]) -> dict:
         """The session's options for one image, saying whether the prediction was restricted to a region."""
-        return {**self.options, "roi_margin_mm": self.roi_margin_mm if self.uses_region(cord) else None}
+        region = self.region if self.uses_region(cord) else "whole"
+        return {**self.options, "region": region, "roi_margin_mm": None if region == "whole" else self.roi_margin_mm}
 
     def predict(self, image: InputImage, cord: Optional[np.ndarray] = None) -> np.ndarray:
         """Label map (uint8, the model's label values) on the image's own voxel grid.
@@ -192,47 +232,137 @@ class InferenceSession:
         def to_network(array):
             return np.ascontiguousarray(reorientation.apply(array).transpose(2, 1, 0))
 
-        target_mm = reorientation.revert_zooms(self.predictor.configuration_manager.spacing[::-1])
-        check_resampling_memory(image, target_mm, self.predictor.label_manager.num_segmentation_heads)
+        target_mm = reorientation.revert_zooms(self.configuration_manager.spacing[::-1])
+        check_resampling_memory(image, target_mm, self.label_manager.num_segmentation_heads)
         spacing = list(reorientation.apply_to_zooms(image.zooms)[::-1])
         network_input = to_network(image.data)[np.newaxis].astype(np.float32, copy=False)
         if not self.uses_region(cord):
             segmentation = self.predictor.predict_single_npy_array(network_input, {"spacing": spacing}, None, None,
                                                                    False)
+        elif self.region == "exact":
+            region = to_network(cord) > 0
+            segmentation = np.zeros(region.shape, np.uint8)
+            box = region_box(region, spacing, self.roi_margin_mm)
+            segmentation[box] = self._predict_exact(network_input, spacing, region)[box]  # background elsewhere
         else:
-            segmentation = self._predict_in_region(network_input, spacing, to_network(cord) > 0, self.roi_margin_mm)
+            segmentation = self._predict_in_region(network_input, spacing, to_network(cord) > 0)
         labels = reorientation.revert(np.asarray(segmentation).transpose(2, 1, 0))
         return np.ascontiguousarray(labels, dtype=np.uint8)
 
-    def _predict_in_region(self, network_input, spacing, region, margin_mm):
-        import torch
+    def _preprocess(self, network_input, spacing, region) -> tuple:
+        """nnU-Net's preprocessing of the whole image, and the region's widened box in its voxels (or None)."""
         from nnunetv2.inference.data_iterators import PreprocessAdapterFromNpy
+
+        preprocessed = next(PreprocessAdapterFromNpy([network_input], [None], [{"spacing": spacing}], [None],
+                                                     self.plans_manager, self.model.folder.dataset_json,
+                                                     self.configuration_manager, num_threads_in_multithreaded=1))
+        data, properties = preprocessed["data"], preprocessed["data_properties"]
+        box = self._box_in_preprocessed(region, spacing, self.roi_margin_mm, properties, data.shape[1:])
+        return data, properties, None if any(part.stop <= part.start for part in box) else box
+
+    def _segmentation(self, logits, properties):
         from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
 
+        return convert_predicted_logits_to_segmentation_with_correct_shape(
+            logits, self.plans_manager, self.configuration_manager, self.label_manager, properties)
+
+    def _predict_exact(self, network_input, spacing, region):
+        """nnU-Net's own tile grid, running only the tiles that overlap the region's box (widened by two voxels,
+        so that resampling back to the input grid interpolates whole-image logits at the box's edge). Inside the
+        box each voxel gets the same tiles, added in the same order, as in a whole-image prediction."""
+        import torch
+
         predictor = self.predictor
-        preprocessed = next(PreprocessAdapterFromNpy([network_input], [None], [{"spacing": spacing}], [None],
-                                                     predictor.plans_manager, predictor.dataset_json,
-                                                     predictor.configuration_manager, num_threads_in_multithreaded=1))
-        data, properties = preprocessed["data"], preprocessed["data_properties"]
-        box = self._box_in_preprocessed(region, spacing, margin_mm, properties, data.shape[1:])
-        if any(part.stop <= part.start for part in box):  # the region lies where the image is all zeros
+        data, properties, box = self._preprocess(network_input, spacing, region)
+        if box is None:  # the region lies where the image is all zeros
+            return np.zeros(region.shape, np.uint8)
+        shape = np.array(data.shape[1:])
+        wanted = _widened(box, 2, shape)
+        padding = (np.maximum(shape, predictor.configuration_manager.patch_size) - shape) // 2  # as nnU-Net pads
+        every_tile = predictor._internal_get_sliding_window_slicers
+
+        def overlapping_tiles(image_size):
+            return [tile for tile in every_tile(image_size)
+                    if all(part.start < want.stop + pad and part.stop > want.start + pad
+                           for part, want, pad in zip(tile[1:], wanted, padding))]
+
+        predictor._internal_get_sliding_window_slicers = overlapping_tiles
+        try:
+            logits = predictor.predict_logits_from_preprocessed_data(data).cpu()
+        finally:
+            del predictor._internal_get_sliding_window_slicers  # back to the class's method
+        background = torch.full((logits.shape[0], 1, 1, 1), -30.0, dtype=logits.dtype)
+        background[0] = 0.0
+        logits = torch.where(torch.isnan(logits[:1]), background, logits)  # no tile ran there: 0/0
+        del data
+        return self._segmentation(logits, properties)
+
+    def _predict_in_region(self, network_input, spacing, region):
+        import torch
+
+        data, properties, box = self._preprocess(network_input, spacing, region)
+        if box is None:  # the region lies where the image is all zeros
             return np.zeros(region.shape, np.uint8)
         crop = data[(slice(None), *box)]
-        tile = tile_shape(predictor.configuration_manager.patch_size, crop.shape[1:],
-                          network_strides(predictor.configuration_manager))
-        full_configuration = predictor.configuration_manager
-        try:
-            predictor.configuration_manager = _with_patch_size(full_configuration, tile)
-            region_logits = predictor.predict_logits_from_preprocessed_data(crop).cpu()
-        finally:
-            predictor.configuration_manager = full_configuration
+        tile = tile_shape(self.configuration_manager.patch_size, crop.shape[1:],
+                          network_strides(self.configuration_manager), self.max_tile_stretch, self.max_tile_voxels)
+        region_logits = self._tiled_logits(crop, tile)
         # Half precision, as nnU-Net keeps its logits; background wherever the network did not run.
-        logits = torch.zeros((predictor.label_manager.num_segmentation_heads, *data.shape[1:]), dtype=torch.half)
+        logits = torch.zeros((self.label_manager.num_segmentation_heads, *data.shape[1:]), dtype=torch.half)
         logits[1:] = -30.0
         logits[(slice(None), *box)] = region_logits
-        del data, crop, preprocessed, region_logits
-        return convert_predicted_logits_to_segmentation_with_correct_shape(
-            logits, predictor.plans_manager, full_configuration, predictor.label_manager, properties)
+        del data, crop, region_logits
+        return self._segmentation(logits, properties)
+
+    def _tiled_logits(self, data, tile):
+        """Logits of a preprocessed array (c, z, y, x) in tiles of shape `tile`, as nnU-Net's sliding window
+        computes them: half-precision sums of Gaussian-weighted tile logits over the step grid, then the mean
+        over folds."""
+        import torch
+        from acvl_utils.cropping_and_padding.padding import pad_nd_image
+        from nnunetv2.inference.sliding_window_prediction import compute_gaussian, compute_steps_for_sliding_window
+
+        padded, revert_padding = pad_nd_image(data, tile, "constant", {"value": 0}, True, None)
+        steps = compute_steps_for_sliding_window(padded.shape[1:], tile, self.step_size)
+        tiles = [tuple(slice(start, start + size) for start, size in zip(corner, tile))
+                 for corner in itertools.product(*steps)]
+        gaussian = compute_gaussian(tuple(tile), sigma_scale=1. / 8, value_scaling_factor=10, device=self.device)
+        heads = self.label_manager.num_segmentation_heads
+        mean = None
+        with torch.inference_mode():
+            for parameters in self.parameters:
+                self.network.load_state_dict(parameters)
+                if hasattr(self.network, "eval"):
+                    self.network.eval()
+                logits = torch.zeros((heads, *padded.shape[1:]), dtype=torch.half, device=self.device)
+                weights = torch.zeros(padded.shape[1:], dtype=torch.half, device=self.device)
+                for part in tiles:
+                    window = padded[(slice(None), *part)][None].to(self.device)
+                    logits[(slice(None), *part)] += self._network_with_mirroring(window)[0] * gaussian
+                    weights[part] += gaussian
+                torch.div(logits, weights, out=logits)
+                logits = logits.cpu()
+                if mean is None:
+                    mean = logits
+                else:
+                    mean += logits
+            if len(self.parameters) > 1:
+                mean /= len(self.parameters)
+        return mean[(slice(None), *revert_padding[1:])].clone()  # a normal tensor, outside inference mode
+
+    def _network_with_mirroring(self, window):
+        """The network's logits, averaged over the model's mirror axes with test-time augmentation."""
+        prediction = self.network(window)
+        if not (self.tta and self.mirror_axes):
+            return prediction
+        import torch
+
+        axes = [axis + 2 for axis in self.mirror_axes]
+        flips = [combination for count in range(1, len(axes) + 1)
+                 for combination in itertools.combinations(axes, count)]
+        for flip in flips:
+            prediction += torch.flip(self.network(torch.flip(window, flip)), flip)
+        return prediction / (len(flips) + 1)
 
     @staticmethod
     def _box_in_preprocessed(region, spacing, margin_mm, properties, preprocessed_shape) -> tuple:

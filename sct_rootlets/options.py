@@ -6,3 +6,9 @@ LEVEL_METHODS = ("extent", "gapfree")
 DILATION_SHAPES = ("ball", "cube", "disk", "square")
 #: Network execution engines, see `sct_rootlets.engine`.
 ENGINES = ("torch", "openvino")
+#: How the network covers an image whose cord mask is known, see `sct_rootlets.inference.InferenceSession`.
+REGION_MODES = ("whole", "exact", "fast")
+#: What a run without -region uses (measured: bench/RESULTS.md, "Fast by default").
+DEFAULT_REGION = "fast"
+#: Rootlets lie within about 15 mm of the cord: the default margin around its bounding box.
+DEFAULT_ROI_MARGIN_MM = 20.0

@@ -21,6 +21,7 @@ from sct_rootlets.errors import InputImageError, OutputError
 from sct_rootlets.image import (InputImage, check_same_grid, label_image_like, load_input_image, load_label_image,
                                 nifti_stem, NIFTI_EXTENSIONS)
 from sct_rootlets.models import ResolvedModel, resolve_model
+from sct_rootlets.options import DEFAULT_REGION, DEFAULT_ROI_MARGIN_MM
 from sct_rootlets.postprocess import PostProcessing
 from sct_rootlets.spinal_levels import output_paths, write_spinal_levels
 
@@ -37,9 +38,9 @@ class OutputPlan:
     sidecar: Path
 
 
-def default_output_path(input_path: Path) -> Path:
+def default_output_path(input_path: Path, suffix: str = OUTPUT_SUFFIX) -> Path:
     """`<folder>/<stem>_rootlets.nii.gz` beside the input (never `_seg`, which overwrote cord masks)."""
-    return input_path.parent / f"{nifti_stem(input_path)}{OUTPUT_SUFFIX}.nii.gz"
+    return input_path.parent / f"{nifti_stem(input_path)}{suffix}.nii.gz"
 
 
 def sidecar_path(image_path: Path) -> Path:
@@ -63,15 +64,16 @@ def _check_writable(folder: Path) -> None:
         raise OutputError(f"Output folder {folder} is not writable.") from None
 
 
-def plan_outputs(inputs: Sequence[Path], output: Optional[Path] = None, *, overwrite: bool = False) -> list:
-    """Output paths for each input, refusing collisions, overwrites of inputs, and unwritable folders."""
+def plan_outputs(inputs: Sequence[Path], output: Optional[Path] = None, *, overwrite: bool = False,
+                 suffix: str = OUTPUT_SUFFIX) -> list:
+    """Output paths for each input (default: `<stem><suffix>.nii.gz` beside it), refusing collisions, overwrites
+    of inputs, and unwritable folders."""
     if output is not None and len(inputs) != 1:
         raise OutputError(f"An output name (-o) needs exactly one input; {len(inputs)} were given.")
     if output is not None and not str(output).endswith(NIFTI_EXTENSIONS):
         raise OutputError(f"Output {output} must end with .nii.gz or .nii.")
-    plans = [OutputPlan(input=Path(i), image=Path(output) if output else default_output_path(Path(i)),
-                        sidecar=sidecar_path(Path(output) if output else default_output_path(Path(i))))
-             for i in inputs]
+    targets = [Path(output) if output else default_output_path(Path(i), suffix) for i in inputs]
+    plans = [OutputPlan(input=Path(i), image=target, sidecar=sidecar_path(target)) for i, target in zip(inputs, targets)]
     input_paths = {Path(os.path.abspath(p)) for p in inputs}
     seen = set()
     for plan in plans:
@@ -135,12 +137,8 @@ class Anatomy:
 
 def _load_anatomy(anatomy: Anatomy, image: InputImage, postprocessing: PostProcessing) -> dict:
     """Validate the anatomy labels against the input grid and what the chosen steps need."""
-    if postprocessing.needs_cord and anatomy.cord is None:
-        raise InputImageError("Keeping rootlets near the cord (-max-distance-mm) needs a cord mask (-s).")
     if postprocessing.needs_discs and anatomy.discs is None:
         raise InputImageError("Cutting rootlets below a disc (-remove-below-disc) needs disc labels (-discs).")
-    if anatomy.pmj is not None and anatomy.cord is None:
-        raise InputImageError("Distances from the PMJ (-pmj) need a cord mask (-s) to follow the cord.")
     loaded = {kind: load_label_image(path, what) for kind, path, what in
               (("cord", anatomy.cord, "cord mask"), ("pmj", anatomy.pmj, "PMJ label"),
                ("discs", anatomy.discs, "disc labels")) if path is not None}
@@ -156,19 +154,22 @@ def _load_anatomy(anatomy: Anatomy, image: InputImage, postprocessing: PostProce
 def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = None,
                      folds: Optional[Sequence[str]] = None, device: str = "auto", tta: bool = False,
                      step_size: float = 0.5, threads: Optional[int] = None, engine: str = "torch",
-                     roi_margin_mm: Optional[float] = None, overwrite: bool = False,
-                     progress: bool = False, command_line: Optional[str] = None,
+                     region: str = DEFAULT_REGION, roi_margin_mm: float = DEFAULT_ROI_MARGIN_MM,
+                     overwrite: bool = False, progress: bool = False, command_line: Optional[str] = None,
                      postprocessing: PostProcessing = PostProcessing(), anatomy: Anatomy = Anatomy(),
                      qc: QcOptions = QcOptions()) -> list:
     """Segment each input with one loaded model; return the written label-map paths.
 
     `model` is an installed model name or an nnU-Net model folder (None: the default model, installed on
     first use, or the bundled starter offline; see `resolve_model`).
-    `postprocessing` cleans each label map; `anatomy` (one input only) adds spinal levels from a cord mask;
-    `qc` adds report entries for each input. `engine` runs the network in PyTorch or OpenVINO; `roi_margin_mm`
-    predicts only within that margin around the cord mask (`anatomy.cord`, required then).
+    `postprocessing` cleans each label map; `anatomy` (one input only) adds spinal levels (written when any of
+    its labels is given); `qc` adds report entries for each input. `engine` runs the network in PyTorch or
+    OpenVINO; `region` ("whole", "exact" or "fast", see `InferenceSession`) how it covers the image around the
+    cord, within `roi_margin_mm`. Wherever a cord mask is needed and `anatomy.cord` is not given, the bundled
+    cord model computes one, and the sidecar says so.
     Raises a RootletsError subclass, with a message for the user, for anything the user can fix.
     """
+    from sct_rootlets.cord.segment import CordMasks
     from sct_rootlets.inference import InferenceSession, select_device  # torch loads only when segmenting
 
     inputs = [Path(i) for i in inputs]
@@ -178,44 +179,45 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
     first = load_input_image(inputs[0])  # kept for its turn: one read per input in a single-image run
     for path in inputs[1:]:
         load_input_image(path)  # validate every input before any work; each is reloaded when its turn comes
-    if roi_margin_mm is not None and anatomy.cord is None:
-        raise InputImageError("Predicting around the cord (-roi-margin-mm) needs a cord mask (-s).")
     anatomy_labels = _load_anatomy(anatomy, first, postprocessing)
     plans = plan_outputs(inputs, Path(output) if output else None, overwrite=overwrite)
-    if anatomy.cord is not None:
+    wants_levels = any(path is not None for path in (anatomy.cord, anatomy.pmj, anatomy.discs))
+    if wants_levels:
         level_outputs = output_paths(plans[0].image, None, anatomy.discs is not None).values()
         plan_outputs_exist(level_outputs, overwrite)
     select_device(device)
     resolved = resolve_model(model, folds, progress=progress)
     session = InferenceSession(resolved, device=device, tta=tta, step_size=step_size, threads=threads,
-                               progress=progress, engine=engine, roi_margin_mm=roi_margin_mm)
+                               progress=progress, engine=engine, region=region, roi_margin_mm=roi_margin_mm)
     logger.info("Loaded model %s (folds %s) from %s on %s", resolved.name, ", ".join(resolved.folder.checkpoints),
                 resolved.folder.trainer_dir, session.device)
+    cords = CordMasks(device=device, threads=threads, engine=engine)
+    cord_required = wants_levels or postprocessing.needs_cord
+    cord_wanted = cord_required or region != "whole" or qc.folder is not None
     command_line = command_line or f"sct_rootlets.segment_rootlets({[str(i) for i in inputs]})"
-    written = []
+    written, levels = [], {}
     for plan in plans:
         logger.info("Segmenting %s", plan.input)
         image = first if plan is plans[0] else load_input_image(plan.input)
         first = None
-        cord = anatomy_labels.get("cord")
+        cord, cord_source = cords.get(image, anatomy_labels.get("cord"), anatomy.cord,
+                                      required=cord_required) if cord_wanted else (None, None)
         labels = postprocessing.apply(session.predict(image, cord), image.zooms, image.nifti.affine,
                                       cord=cord, discs=anatomy_labels.get("discs"))
-        options = {**session.options_for(cord), "input": str(plan.input),
+        options = {**session.options_for(cord), "input": str(plan.input), "cord_mask": cord_source,
                    "postprocessing": postprocessing.as_dict()}
         sidecar = sidecar_content(command_line=command_line, model=resolved, options=options)
         write_label_map(plan.image, plan.sidecar, labels, image.nifti, sidecar, overwrite)
         logger.info("Wrote %s", plan.image)
         written.append(plan.image)
-    levels = {}
-    if anatomy.cord is not None:
-        levels = write_spinal_levels(written[0], anatomy.cord, pmj_path=anatomy.pmj, discs_path=anatomy.discs,
-                                     method=anatomy.levels_method, overwrite=overwrite)
-        logger.info("Wrote %s", ", ".join(str(p) for p in levels.values()))
-    if qc.folder is not None:
-        from sct_rootlets.qc.report import rootlets_qc
+        if wants_levels:
+            levels = write_spinal_levels(plan.image, cord_mask=cord, pmj_path=anatomy.pmj, discs_path=anatomy.discs,
+                                         method=anatomy.levels_method, overwrite=overwrite)
+            logger.info("Wrote %s", ", ".join(str(p) for p in levels.values()))
+        if qc.folder is not None:
+            from sct_rootlets.qc.report import rootlets_qc
 
-        for plan, labels_path in zip(plans, written):
-            rootlets_qc(qc.folder, plan.input, labels_path, cord_path=anatomy.cord, levels_csv=levels.get("spinal"),
+            rootlets_qc(qc.folder, plan.input, plan.image, cord_mask=cord, levels_csv=levels.get("spinal"),
                         command="sct_deepseg_rootlets", cmdline=command_line, dataset=qc.dataset,
                         subject=qc.subject)
     return written

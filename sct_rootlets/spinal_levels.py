@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 import nibabel as nib
+import numpy as np
 
 from sct_rootlets.atomic import atomic_paths
 from sct_rootlets.errors import InputImageError, OutputError
@@ -28,29 +29,38 @@ def output_paths(rootlets_path: Path, ofolder: Optional[Path], with_discs: bool)
     return paths
 
 
-def levels_from_files(rootlets_path, cord_path, *, pmj_path=None, discs_path=None, method: str = "extent",
-                      dilate_mm: float = 3.0) -> tuple:
-    """Load and check the inputs, compute the levels; return (SpinalLevels, rootlets NIfTI)."""
+def levels_from_files(rootlets_path, cord_path=None, *, cord_mask=None, pmj_path=None, discs_path=None,
+                      method: str = "extent", dilate_mm: float = 3.0) -> tuple:
+    """Load and check the inputs, compute the levels; return (SpinalLevels, rootlets NIfTI).
+
+    The cord is a file (`cord_path`) or an array on the rootlets' grid (`cord_mask`, e.g. a computed one)."""
+    if (cord_path is None) == (cord_mask is None):
+        raise ValueError("give exactly one of cord_path and cord_mask")
     rootlets = load_label_image(rootlets_path, "rootlets map")
-    cord = load_label_image(cord_path, "cord mask")
+    cord = load_label_image(cord_path, "cord mask") if cord_path else None
     pmj = load_label_image(pmj_path, "PMJ label") if pmj_path else None
     discs = load_label_image(discs_path, "disc labels") if discs_path else None
     check_same_grid(rootlets, *(image for image in (cord, pmj, discs) if image is not None))
     for image, what in ((cord, "cord mask"), (pmj, "PMJ label"), (discs, "disc labels")):
         if image is not None and not image.data.any():
             raise InputImageError(f"The {what} {image.path} is empty.")
-    levels = compute_spinal_levels(rootlets.data.astype(int), cord.data > 0, rootlets.nifti.affine, rootlets.zooms,
+    cord_mask = cord.data > 0 if cord is not None else np.asarray(cord_mask) > 0
+    if cord_mask.shape != rootlets.data.shape:
+        raise InputImageError(f"The cord mask's shape {cord_mask.shape} differs from the rootlets' "
+                              f"{rootlets.data.shape}.")
+    levels = compute_spinal_levels(rootlets.data.astype(int), cord_mask, rootlets.nifti.affine, rootlets.zooms,
                                    fname=Path(rootlets_path).name, pmj=None if pmj is None else pmj.data,
                                    discs=None if discs is None else discs.data.astype(int),
                                    method=method, dilate_mm=dilate_mm)
     return levels, rootlets.nifti
 
 
-def write_spinal_levels(rootlets_path, cord_path, *, pmj_path=None, discs_path=None, method: str = "extent",
-                        dilate_mm: float = 3.0, ofolder=None, overwrite: bool = False) -> dict:
-    """Compute spinal levels and write the declared outputs; return {kind: path}."""
-    levels, reference = levels_from_files(rootlets_path, cord_path, pmj_path=pmj_path, discs_path=discs_path,
-                                          method=method, dilate_mm=dilate_mm)
+def write_spinal_levels(rootlets_path, cord_path=None, *, cord_mask=None, pmj_path=None, discs_path=None,
+                        method: str = "extent", dilate_mm: float = 3.0, ofolder=None, overwrite: bool = False) -> dict:
+    """Compute spinal levels and write the declared outputs; return {kind: path}. The cord is a file
+    (`cord_path`) or an array (`cord_mask`), as in `levels_from_files`."""
+    levels, reference = levels_from_files(rootlets_path, cord_path, cord_mask=cord_mask, pmj_path=pmj_path,
+                                          discs_path=discs_path, method=method, dilate_mm=dilate_mm)
     paths = output_paths(Path(rootlets_path), ofolder, discs_path is not None)
     inputs = [Path(p).resolve() for p in (rootlets_path, cord_path, pmj_path, discs_path) if p]
     for path in paths.values():

@@ -1,6 +1,7 @@
 """Fast CPU inference: the OpenVINO engine (labels equal to PyTorch's up to rounding, conversion cached beside the
-weights) and prediction restricted to a region around the cord (exact when the region is the whole image; never
-a label outside the region otherwise). Speed is measured in bench/, never here."""
+weights) and prediction restricted to a region around the cord: "fast" (exact when the region is the whole image;
+never a label outside the region otherwise) and "exact" (nnU-Net's tiles that overlap the region: labels inside it
+equal the whole-image prediction's, bit for bit). Speed is measured in bench/, never here."""
 
 import json
 import shutil
@@ -86,9 +87,52 @@ def test_region_covering_the_image_gives_exactly_the_full_prediction(tiny_model_
     cord[tuple(s // 2 for s in cord.shape)] = 1
     model = resolve_model(str(tiny_model_root))
     full = InferenceSession(model, device="cpu").predict(image)
-    session = InferenceSession(model, device="cpu", roi_margin_mm=100.0)
+    session = InferenceSession(model, device="cpu", region="fast", roi_margin_mm=100.0)
     np.testing.assert_array_equal(session.predict(image, cord), full)
     assert session.options_for(cord)["roi_margin_mm"] == 100.0 and session.options_for(None)["roi_margin_mm"] is None
+    assert session.options_for(cord)["region"] == "fast" and session.options_for(None)["region"] == "whole"
+
+
+def _count_tiles(session, monkeypatch) -> list:
+    """Record the tiles the network runs on (one call of nnU-Net's per-tile prediction each)."""
+    tiles = []
+    predictor = session.predictor
+    run_tile = predictor._internal_maybe_mirror_and_predict
+
+    def counted(x):
+        tiles.append(tuple(x.shape[2:]))
+        return run_tile(x)
+
+    monkeypatch.setattr(predictor, "_internal_maybe_mirror_and_predict", counted)
+    return tiles
+
+
+@pytest.mark.parametrize("orientation,zooms", [("PSR", (0.8, 0.8, 0.8)), ("LPI", (0.6, 0.9, 1.1))])
+def test_exact_region_equals_the_whole_image_prediction_inside_the_region(tiny_model_root, tmp_path, orientation,
+                                                                          zooms, monkeypatch):
+    """Inside the widened box every label equals the stock whole-image one, with and without resampling to the
+    model's spacing, while the tiles that miss the box are skipped."""
+    path = tmp_path / "img.nii.gz"
+    nib.save(stored_as(ras_image(synthetic_t2w((72, 80, 40)), zooms=zooms), STORED_AS[orientation]), path)
+    image = load_input_image(path)
+    ras_cord = np.zeros((72, 80, 40), np.uint8)
+    ras_cord[30:34, 50:54, 10:30] = 1
+    cord = np.asanyarray(stored_as(nib.Nifti1Image(ras_cord, ras_image().affine), STORED_AS[orientation]).dataobj)
+    model = resolve_model(str(tiny_model_root))
+    whole = InferenceSession(model, device="cpu")
+    whole_tiles = _count_tiles(whole, monkeypatch)
+    stock = whole.predict(image)
+    exact = InferenceSession(model, device="cpu", region="exact", roi_margin_mm=3.0)
+    exact_tiles = _count_tiles(exact, monkeypatch)
+    labels = exact.predict(image, cord)
+    inside = np.zeros(labels.shape, bool)
+    inside[region_box(cord, image.zooms, 3.0)] = True
+    assert stock[inside].any(), "the comparison must hold labels"
+    np.testing.assert_array_equal(labels[inside], stock[inside])
+    assert not labels[~inside].any(), "background outside the region"
+    assert 0 < len(exact_tiles) < len(whole_tiles), "tiles missing the region are skipped"
+    assert set(exact_tiles) == set(whole_tiles), "exact mode keeps nnU-Net's tile size"
+    assert exact.options_for(cord)["region"] == "exact" and exact.options_for(cord)["roi_margin_mm"] == 3.0
 
 
 @pytest.mark.parametrize("orientation", ["LPI", "PSR"])
@@ -98,7 +142,7 @@ def test_no_label_outside_the_region(tiny_model_root, tmp_path, orientation):
     ras_cord[20:26, 30:36, :] = 1  # a cord along the whole superior-inferior axis
     cord_nifti = stored_as(nib.Nifti1Image(ras_cord, ras_image().affine), STORED_AS[orientation])
     cord = np.asanyarray(cord_nifti.dataobj)
-    session = InferenceSession(resolve_model(str(tiny_model_root)), device="cpu", roi_margin_mm=4.0)
+    session = InferenceSession(resolve_model(str(tiny_model_root)), device="cpu", region="fast", roi_margin_mm=4.0)
     labels = session.predict(image, cord)
     inside = np.zeros(labels.shape, bool)
     inside[region_box(cord, image.zooms, 4.0)] = True
@@ -106,7 +150,7 @@ def test_no_label_outside_the_region(tiny_model_root, tmp_path, orientation):
     assert not labels[~inside].any(), "nothing may be labelled outside the region"
 
 
-def test_cli_region_and_engine_are_recorded_and_need_a_cord_mask(model_copy, tmp_path, rootlets_home):
+def test_region_engine_and_cord_mask_are_recorded_in_the_sidecar(model_copy, tmp_path):
     image_path = tmp_path / "sub-01_T2w.nii.gz"
     nib.save(ras_image(), image_path)
     cord = np.zeros(ras_image().shape, np.uint8)
@@ -114,14 +158,7 @@ def test_cli_region_and_engine_are_recorded_and_need_a_cord_mask(model_copy, tmp
     cord_path = tmp_path / "sub-01_T2w_seg.nii.gz"
     nib.save(nib.Nifti1Image(cord, ras_image().affine), cord_path)
     written = segment_rootlets([image_path], model=str(model_copy), device="cpu", engine="openvino",
-                               roi_margin_mm=5.0, anatomy=Anatomy(cord=cord_path))
+                               region="exact", roi_margin_mm=5.0, anatomy=Anatomy(cord=cord_path))
     options = json.loads(sidecar_path(written[0]).read_text())["Options"]
-    assert options["engine"] == "openvino" and options["roi_margin_mm"] == 5.0
-
-    before = sorted(p.name for p in tmp_path.iterdir())
-    result = run_cli("-i", image_path, "-model", model_copy, "-roi-margin-mm", "20", "-o",
-                     tmp_path / "out.nii.gz", env_home=rootlets_home)
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [
-        "sct_deepseg_rootlets: error: Predicting around the cord (-roi-margin-mm) needs a cord mask (-s)."]
-    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert options["engine"] == "openvino" and options["region"] == "exact" and options["roi_margin_mm"] == 5.0
+    assert options["cord_mask"] == {"Computed": False, "File": str(cord_path)}

@@ -71,7 +71,7 @@ def test_output_equals_stock_predictor_on_input_grid(layout, base_image, tiny_tr
     path = tmp_path / f"sub-01_{layout}_T2w.nii.gz"
     nib.save(image, path)
 
-    [out_path] = segment_rootlets([path], model=str(tiny_model_root), device="cpu")
+    [out_path] = segment_rootlets([path], model=str(tiny_model_root), device="cpu", region="whole")
 
     assert out_path == tmp_path / f"sub-01_{layout}_T2w_rootlets.nii.gz"
     out = nib.load(out_path)
@@ -91,7 +91,7 @@ def test_orientations_agree_with_each_other(base_image, tiny_model_root, tmp_pat
     for layout in ("LPI", "PSR"):
         path = tmp_path / f"{layout}.nii.gz"
         nib.save(stored_as(base_image, STORED_AS[layout]), path)
-        [out] = segment_rootlets([path], model=str(tiny_model_root), device="cpu")
+        [out] = segment_rootlets([path], model=str(tiny_model_root), device="cpu", region="whole")
         results[layout] = np.asanyarray(nib.as_closest_canonical(nib.load(out)).dataobj)
     np.testing.assert_array_equal(results["LPI"], results["PSR"])
 
@@ -105,7 +105,8 @@ def test_several_inputs_give_distinct_outputs_and_sidecars(base_image, tiny_mode
     nib.save(base_image, paths[0])
     nib.save(stored_as(base_image, STORED_AS["PSR"]), paths[1])
 
-    written = segment_rootlets(paths, model=str(tiny_model_root), device="cpu", command_line="cmd -i a b")
+    written = segment_rootlets(paths, model=str(tiny_model_root), device="cpu", region="whole",
+                               command_line="cmd -i a b")
 
     assert written == [p.parent / "sub-01_T2w_rootlets.nii.gz" for p in paths]
     sidecar = json.loads((paths[0].parent / "sub-01_T2w_rootlets.json").read_text())
@@ -118,7 +119,7 @@ def test_several_inputs_give_distinct_outputs_and_sidecars(base_image, tiny_mode
 def test_single_fold_matches_stock_single_fold(base_image, tiny_trainer_dir, tmp_path):
     path = tmp_path / "img.nii.gz"
     nib.save(base_image, path)
-    [out] = segment_rootlets([path], model=str(tiny_trainer_dir), folds=["1"], device="cpu")
+    [out] = segment_rootlets([path], model=str(tiny_trainer_dir), folds=["1"], device="cpu", region="whole")
     np.testing.assert_array_equal(np.asanyarray(nib.load(out).dataobj),
                                   stock_prediction(tiny_trainer_dir, nib.load(path), folds=(1,)))
 
@@ -130,7 +131,7 @@ def test_checkpoint_best_is_used_when_final_is_absent(base_image, tmp_path):
                                                 checkpoint_name="checkpoint_best.pth")
     path = tmp_path / "img.nii.gz"
     nib.save(base_image, path)
-    [out] = segment_rootlets([path], model=str(trainer_dir), device="cpu")
+    [out] = segment_rootlets([path], model=str(trainer_dir), device="cpu", region="whole")
     sidecar = json.loads(out.with_name("img_rootlets.json").read_text())
     assert sidecar["Options"]["checkpoints"] == ["checkpoint_best.pth"]
 
@@ -146,7 +147,7 @@ def test_dataset_json_orientation_is_honoured(base_image, tmp_path):
         root = tmp_path / orientation
         tiny_model.build_model_folder(root, folds=("0",), image_orientation=orientation)
         [out] = segment_rootlets([path], output=tmp_path / f"out_{orientation}.nii.gz", model=str(root),
-                                 device="cpu")
+                                 device="cpu", region="whole")
         outputs[orientation] = np.asanyarray(nib.load(out).dataobj)
         sidecar = json.loads((tmp_path / f"out_{orientation}.json").read_text())
         assert sidecar["Options"]["orientation"] == orientation
@@ -157,7 +158,7 @@ def test_missing_fold_is_a_model_error(base_image, tiny_model_root, tmp_path):
     path = tmp_path / "img.nii.gz"
     nib.save(base_image, path)
     with pytest.raises(ModelError, match="Fold\\(s\\) 3 have no checkpoint"):
-        segment_rootlets([path], model=str(tiny_model_root), folds=["3"], device="cpu")
+        segment_rootlets([path], model=str(tiny_model_root), folds=["3"], device="cpu", region="whole")
     assert not (tmp_path / "img_rootlets.nii.gz").exists()
 
 
@@ -168,8 +169,8 @@ def test_real_scan_end_to_end_through_cli(tiny_model_root, tmp_path, rootlets_ho
     before = source.read_bytes()
     out = tmp_path / "sub-fakelesion_T2w_rootlets.nii.gz"
 
-    result = run_cli("-i", source, "-o", out, "-model", tiny_model_root, "-device", "cpu", "-v", "0",
-                     env_home=rootlets_home)
+    result = run_cli("-i", source, "-o", out, "-model", tiny_model_root, "-device", "cpu", "-region", "whole",
+                     "-v", "0", env_home=rootlets_home)
 
     assert result.returncode == 0, result.stderr
     assert source.read_bytes() == before

@@ -46,13 +46,32 @@ def test_postprocessing_and_levels_in_one_run(tiny_model_root, tmp_path, rootlet
     assert not np.any(np.asanyarray(level_map.dataobj)[~cord_mask])
 
 
+def test_without_a_cord_mask_the_computed_one_keeps_rootlets_near_the_cord(tiny_model_root, tmp_path,
+                                                                          rootlets_home):
+    from sct_rootlets.cord.segment import CordSegmenter
+    from sct_rootlets.image import load_input_image
+
+    image = REAL / "sub-fakelesion_T2w.nii.gz"
+    out = tmp_path / "out.nii.gz"
+    result = run_cli("-i", image, "-o", out, "-model", tiny_model_root, "-max-distance-mm", "4", "-v", "0",
+                     env_home=rootlets_home)
+    assert result.returncode == 0, result.stderr
+    sidecar = json.loads(out.with_suffix("").with_suffix(".json").read_text())
+    assert sidecar["Options"]["cord_mask"]["Computed"] is True
+    assert sidecar["Options"]["cord_mask"]["Model"] == "sct-rootlets-cord"
+    assert sidecar["Options"]["region"] == "fast" and sidecar["Options"]["roi_margin_mm"] == 20.0
+    labels_image = nib.load(out)
+    labels = np.asanyarray(labels_image.dataobj)
+    cord = CordSegmenter(device="cpu").segment(load_input_image(image)) > 0
+    distance_mm = ndimage.distance_transform_edt(~cord, sampling=labels_image.header.get_zooms()[:3])
+    assert labels.any() and distance_mm[labels > 0].max() <= 4.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "out.nii.gz"], "no other file is written"
+
+
 def test_options_that_need_labels_are_refused_before_inference(tiny_model_root, tmp_path, rootlets_home):
     image = REAL / "sub-fakelesion_T2w.nii.gz"
     out = tmp_path / "out.nii.gz"
-    result = run_cli("-i", image, "-o", out, "-model", tiny_model_root, "-max-distance-mm", "4",
-                     env_home=rootlets_home)
-    assert result.returncode == 1 and "needs a cord mask (-s)" in result.stderr
-    result = run_cli("-i", image, "-o", out, "-model", tiny_model_root, "-dilate", "2", "-shape", "disk",
+    result = run("-i", image, "-o", out, "-model", tiny_model_root, "-dilate", "2", "-shape", "disk",
                      env_home=rootlets_home)
     assert result.returncode == 1 and "Invalid dilation" in result.stderr
     assert list(tmp_path.iterdir()) == []

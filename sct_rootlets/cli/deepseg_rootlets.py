@@ -35,8 +35,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument_group("output").add_argument(
         "-o", metavar="OUTPUT", help="Output file for a single input (default: <input stem>_rootlets.nii.gz beside it).")
     add_segmentation_arguments(parser)
-    levels = parser.add_argument_group("spinal levels (one input; see sct_rootlets_levels)")
-    levels.add_argument("-s", metavar="CORD", help="Cord mask on the input's grid: also write spinal levels.")
+    levels = parser.add_argument_group("spinal levels (one input; written when -s, -pmj or -discs is given; see "
+                                       "sct_rootlets_levels)")
+    levels.add_argument("-s", metavar="CORD",
+                        help="Cord mask on the input's grid (default: computed by the bundled cord model).")
     levels.add_argument("-pmj", metavar="PMJ", help="PMJ label: distances from the pontomedullary junction.")
     levels.add_argument("-discs", metavar="DISCS", help="Disc labels (SCT: 3 = C2/C3 ...): vertebral levels.")
     add_levels_method_argument(levels)
@@ -86,7 +88,8 @@ def run(args: argparse.Namespace, argv) -> None:
         anatomy = Anatomy(cord=args.s, pmj=args.pmj, discs=args.discs, levels_method=args.levels_method)
         written = segment_rootlets(args.inputs, output=args.o, model=args.model, folds=args.folds,
                                    device=args.device, tta=args.tta, step_size=args.step_size,
-                                   threads=args.threads, engine=args.engine, roi_margin_mm=args.roi_margin_mm,
+                                   threads=args.threads, engine=args.engine, region=args.region,
+                                   roi_margin_mm=args.roi_margin_mm,
                                    overwrite=args.overwrite, progress=progress,
                                    command_line=shlex.join([PROG, *argv]), postprocessing=postprocessing,
                                    anatomy=anatomy, qc=QcOptions(args.qc, args.qc_dataset, args.qc_subject))

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace, argv) -> None:
     chosen = bids.select(images, args.include, args.exclude)
     subjects = {image.subject for image in chosen}
     print(f"Found {len(images)} T2w image(s); processing {len(chosen)} in {len(subjects)} subject(s); "
-          f"{sum(bool(i.labels.get('cord')) for i in chosen)} with a manual cord mask (spinal levels).")
+          f"{sum(bool(i.labels.get('cord')) for i in chosen)} with a manual cord mask (the others: computed).")
     for path, reason in skipped:
         print(f"  skipped {path.relative_to(dataset)}: {reason}")
     if not chosen:
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace, argv) -> None:
     settings = batch.BatchSettings(
         output=output, model=args.model, folds=tuple(args.folds) if args.folds else None,
         device=args.device, tta=args.tta, step_size=args.step_size, threads=args.threads, engine=args.engine,
-        roi_margin_mm=args.roi_margin_mm, postprocessing=postprocessing_from_args(args),
+        region=args.region, roi_margin_mm=args.roi_margin_mm, postprocessing=postprocessing_from_args(args),
         levels_method=args.levels_method, qc=not args.no_qc,
         dataset_name=dataset.resolve().name, command_line=shlex.join([PROG, *argv]))
     results = batch.run_batch(chosen, settings, jobs=args.jobs, scheduler=args.scheduler, resume=args.resume,

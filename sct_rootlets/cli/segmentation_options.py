@@ -3,7 +3,7 @@
 import argparse
 
 from sct_rootlets.cli.common import add_dilation_arguments, dilation_options, level_range, positive_float
-from sct_rootlets.options import ENGINES, LEVEL_METHODS
+from sct_rootlets.options import DEFAULT_REGION, DEFAULT_ROI_MARGIN_MM, ENGINES, LEVEL_METHODS, REGION_MODES
 
 
 def _positive_int(text: str) -> int:
@@ -49,18 +49,24 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser) -> None:
                          help="Runs the network: torch (labels identical to nnU-Net's predictor) or openvino "
                               "(CPU only, about 1.8 times faster, labels equal up to float rounding; the converted "
                               "network is cached beside the weights). Default: torch.")
+    options.add_argument("-region", choices=REGION_MODES, default=DEFAULT_REGION,
+                         help="How the network covers the image around the cord (the mask given with -s, else "
+                              "one the bundled cord model computes): fast runs it only in the cord's bounding box "
+                              "widened by -roi-margin-mm, in as few tiles as possible (several times faster); exact "
+                              "runs nnU-Net's own tiles that overlap that box, so labels in the box equal the "
+                              "whole-image ones; whole is nnU-Net's stock prediction of the whole image. Default: "
+                              f"{DEFAULT_REGION}.")
     options.add_argument("-roi-margin-mm", type=_non_negative_float, metavar="MM", dest="roi_margin_mm",
-                         help="Run the network only within MM of the cord mask's bounding box (rootlets lie within "
-                              "about 15 mm of the cord; 20 is a safe choice), with tiles shrunk to that region: "
-                              "several times faster, labels slightly different from a whole-image prediction. "
-                              "Needs the cord mask (-s, or the cord masks a batch finds). Default: whole image.")
+                         default=DEFAULT_ROI_MARGIN_MM,
+                         help="Margin around the cord's bounding box for -region fast/exact (rootlets lie within "
+                              f"about 15 mm of the cord). Default: {DEFAULT_ROI_MARGIN_MM:g}.")
     post = parser.add_argument_group("per-level post-processing (in this order)")
     post.add_argument("-keep-levels", type=level_range, metavar="LOW:HIGH", dest="keep_levels",
                       help="Keep only label values LOW..HIGH, e.g. 2:9 for C2..T1.")
     post.add_argument("-remove-below-disc", type=int, metavar="VALUE", dest="remove_below_disc",
                       help="Remove rootlets caudal to this disc label (SCT: 3 = C2/C3); needs -discs.")
     post.add_argument("-max-distance-mm", type=positive_float, metavar="MM", dest="max_distance_mm",
-                      help="Remove rootlets farther than MM from the cord mask; needs -s.")
+                      help="Remove rootlets farther than MM from the cord mask (-s, else computed).")
     post.add_argument("-min-size-mm3", type=positive_float, metavar="MM3", dest="min_size_mm3",
                       help="Remove connected pieces of each level smaller than MM3 cubic millimetres.")
     add_dilation_arguments(post)

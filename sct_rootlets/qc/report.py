@@ -20,10 +20,11 @@ def _renderer(pictures):
     return render
 
 
-def rootlets_qc(qc_dir, image_path, rootlets_path, *, cord_path=None, levels_csv=None, command: str,
-                cmdline: str, dataset: Optional[str] = None, subject: Optional[str] = None) -> list:
+def rootlets_qc(qc_dir, image_path, rootlets_path, *, cord_path=None, cord_mask=None, levels_csv=None,
+                command: str, cmdline: str, dataset: Optional[str] = None, subject: Optional[str] = None) -> list:
     """Add an axial-mosaic entry and a sagittal-overview entry for one image; return the entries' JSON paths.
 
+    The cord (a file, or an array on the image grid such as a computed mask) centres the tiles.
     `levels_csv` (a spinal-levels table, see sct_rootlets_levels) adds level bars to the sagittal overview.
     """
     image = load_input_image(image_path)
@@ -31,13 +32,29 @@ def rootlets_qc(qc_dir, image_path, rootlets_path, *, cord_path=None, levels_csv
     cord = load_label_image(cord_path, "cord mask") if cord_path else None
     check_same_grid(image, rootlets, *([cord] if cord else []))
     levels = pd.read_csv(levels_csv) if levels_csv else None
-    cord_data = cord.data if cord else None
+    cord_data = cord.data if cord else cord_mask
     arrays = (image.data, rootlets.data, image.nifti.affine, image.zooms)
     present = sorted(int(v) for v in np.unique(rootlets.data[rootlets.data > 0]))
     common = {"input_path": Path(image_path), "command": command, "cmdline": cmdline, "dataset": dataset,
               "subject": subject, "extras": {"levels": [spinal_level_name(v) for v in present]}}
+    return _axial_and_sagittal(qc_dir, arrays, cord_data, levels, common)
+
+
+def _axial_and_sagittal(qc_dir, arrays: tuple, cord_data, levels, common: dict) -> list:
     return [
         add_entry(qc_dir, plane="Axial", render=_renderer(lambda: axial_mosaic(*arrays, cord=cord_data)), **common),
         add_entry(qc_dir, plane="Sagittal",
                   render=_renderer(lambda: sagittal_overview(*arrays, cord=cord_data, levels=levels)), **common),
     ]
+
+
+def cord_qc(qc_dir, image_path, cord_path, *, command: str, cmdline: str, dataset: Optional[str] = None,
+            subject: Optional[str] = None) -> list:
+    """An axial mosaic of every cord slice and a sagittal overview of a cord mask; return the entries' paths."""
+    image = load_input_image(image_path)
+    cord = load_label_image(cord_path, "cord mask")
+    check_same_grid(image, cord)
+    common = {"input_path": Path(image_path), "command": command, "cmdline": cmdline, "dataset": dataset,
+              "subject": subject, "extras": {}}
+    arrays = (image.data, cord.data, image.nifti.affine, image.zooms)
+    return _axial_and_sagittal(qc_dir, arrays, cord.data, None, common)

@@ -1,0 +1,53 @@
+"""`sct_rootlets_cord`: argument parsing only; the work is done by `sct_rootlets.cord.segment_cord`."""
+
+import argparse
+import shlex
+import sys
+
+from sct_rootlets.cli.common import add_common_arguments, add_qc_arguments, run_command
+from sct_rootlets.options import ENGINES
+
+PROG = "sct_rootlets_cord"
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Segment the spinal cord on T2w MRI with the cord model bundled with sct_rootlets (no SCT "
+                    "needed): a binary mask on the input's grid, named as SCT names cord masks.",
+        epilog="Examples:\n"
+               f"  {PROG} -i sub-01_T2w.nii.gz                # -> sub-01_T2w_seg.nii.gz (+ .json)\n"
+               f"  {PROG} -i sub-01_T2w.nii.gz -o sub-01_T2w_label-SC_seg.nii.gz -qc qc",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-i", nargs="+", required=True, metavar="IMAGE", dest="inputs",
+                        help="Input T2w image(s) (.nii or .nii.gz). Several images share one model load.")
+    parser.add_argument("-o", metavar="OUTPUT",
+                        help="Output file for a single input (default: <input stem>_seg.nii.gz beside it).")
+    options = parser.add_argument_group("segmentation options")
+    options.add_argument("-model", metavar="NAME_OR_FOLDER",
+                         help="Another cord model (installed name or nnU-Net folder). Default: the bundled one.")
+    options.add_argument("-device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N.")
+    options.add_argument("-threads", type=int, metavar="N", help="CPU threads. Default: all CPUs available.")
+    options.add_argument("-engine", choices=ENGINES, default="torch", help="Runs the network. Default: torch.")
+    add_qc_arguments(parser)
+    add_common_arguments(parser)
+    return parser
+
+
+def run(args: argparse.Namespace, argv) -> None:
+    from sct_rootlets.cord.segment import segment_cord
+    from sct_rootlets.segment import QcOptions
+
+    written = segment_cord(args.inputs, output=args.o, model=args.model, device=args.device, threads=args.threads,
+                           engine=args.engine, overwrite=args.overwrite, command_line=shlex.join([PROG, *argv]),
+                           qc=QcOptions(args.qc, args.qc_dataset, args.qc_subject))
+    for path in written:
+        print(f"Done: {path}")
+
+
+def main(argv=None) -> int:
+    return run_command(get_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

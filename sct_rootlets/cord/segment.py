@@ -1,0 +1,140 @@
+"""Cord masks from T2w images with the bundled cord model: load once, segment many.
+
+The model is a small nnU-Net v2 network trained here (README, "Cord segmentation"). It runs on the whole image
+in one tile when the image fits `MAX_TILE_VOXELS` at the model's spacing: the cord runs through the whole field
+of view, so no tile can be skipped, and one tile spares the half-patch overlaps of a sliding window. Its mask is
+cleaned to the cord: connected pieces much smaller than the largest one (false positives in other tissue) go.
+"""
+
+import logging
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from sct_rootlets.errors import RootletsError
+from sct_rootlets.image import InputImage, load_input_image
+
+logger = logging.getLogger(__name__)
+
+#: The registry name of the bundled cord model (models/sct-rootlets-cord.json).
+CORD_MODEL = "sct-rootlets-cord"
+#: One tile up to this many voxels at the model's spacing (about 1 GB of activations for the bundled network).
+MAX_TILE_VOXELS = 12_000_000
+#: A connected piece of the mask is kept if it holds at least this share of the largest piece's voxels.
+MIN_PIECE_SHARE = 0.2
+OUTPUT_SUFFIX = "_seg"
+
+
+class CordNotFoundError(RootletsError):
+    """The model found no spinal cord in an image."""
+
+
+def keep_cord_pieces(mask: np.ndarray, min_share: float = MIN_PIECE_SHARE) -> np.ndarray:
+    """The largest 26-connected piece of a binary mask and every piece at least `min_share` of its size (a cord
+    interrupted by a lesion or signal loss stays whole; specks in other tissue go)."""
+    pieces, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    if count == 0:
+        return np.zeros(mask.shape, np.uint8)
+    sizes = np.bincount(pieces.ravel())[1:]
+    kept = np.flatnonzero(sizes >= min_share * sizes.max()) + 1
+    return np.isin(pieces, kept).astype(np.uint8)
+
+
+def cord_model(model: Optional[str] = None):
+    """The given model (name or folder), else the bundled cord model, installed from the package on first use."""
+    from sct_rootlets import install
+    from sct_rootlets.models import resolve_model
+
+    if model is None:
+        install.install_model(CORD_MODEL, progress=False)  # a no-op once installed and intact
+        model = CORD_MODEL
+    return resolve_model(model)
+
+
+class CordSegmenter:
+    """The cord model loaded once; `segment` gives a binary mask on an image's own grid."""
+
+    def __init__(self, *, model: Optional[str] = None, device: str = "auto", threads: Optional[int] = None,
+                 engine: str = "torch"):
+        from sct_rootlets.inference import InferenceSession
+
+        self.model = cord_model(model)
+        self.session = InferenceSession(self.model, device=device, threads=threads, engine=engine, region="fast",
+                                        roi_margin_mm=0.0, max_tile_stretch=float("inf"),
+                                        max_tile_voxels=MAX_TILE_VOXELS)
+
+    def segment(self, image: InputImage) -> np.ndarray:
+        """uint8 0/1 cord mask on the image's grid; CordNotFoundError when the model finds no cord."""
+        everywhere = np.ones(image.data.shape, bool)
+        mask = keep_cord_pieces(self.session.predict(image, everywhere) > 0)
+        if not mask.any():
+            raise CordNotFoundError(f"No spinal cord was found in {image.path}; give a cord mask with -s.")
+        return mask
+
+    def options(self) -> dict:
+        """The prediction options, as sidecars record them."""
+        return {**self.session.options, "region": "whole image, one tile"}
+
+    def provenance(self) -> dict:
+        """What a sidecar says about a computed cord mask."""
+        return {"Computed": True, "Model": self.model.name, "Version": self.model.version,
+                "ArchiveSHA256": self.model.archive_sha256, "FilesSHA256": self.model.files_sha256}
+
+
+def segment_cord(inputs: Sequence, *, output=None, model: Optional[str] = None, device: str = "auto",
+                 threads: Optional[int] = None, engine: str = "torch", overwrite: bool = False,
+                 command_line: Optional[str] = None, qc=None) -> list:
+    """Write `<stem>_seg.nii.gz` (or `output`, one input) and its JSON sidecar for each input; return the masks
+    written. Every input and output is checked before the model loads; an image without a cord stops the run
+    with nothing written for it. `qc` (sct_rootlets.segment.QcOptions) adds report entries."""
+    from sct_rootlets.segment import plan_outputs, sidecar_content, write_label_map
+
+    inputs = [Path(i) for i in inputs]
+    images = {inputs[0]: load_input_image(inputs[0])}
+    for path in inputs[1:]:
+        load_input_image(path)  # validate every input before any work
+    plans = plan_outputs(inputs, Path(output) if output else None, overwrite=overwrite, suffix=OUTPUT_SUFFIX)
+    segmenter = CordSegmenter(model=model, device=device, threads=threads, engine=engine)
+    command_line = command_line or f"sct_rootlets.cord.segment_cord({[str(i) for i in inputs]})"
+    written = []
+    for plan in plans:
+        image = images.pop(plan.input, None) or load_input_image(plan.input)
+        mask = segmenter.segment(image)
+        options = {**segmenter.options(), "input": str(plan.input)}
+        sidecar = sidecar_content(command_line=command_line, model=segmenter.model, options=options)
+        write_label_map(plan.image, plan.sidecar, mask, image.nifti, sidecar, overwrite)
+        logger.info("Wrote %s", plan.image)
+        written.append(plan.image)
+        if qc is not None and qc.folder is not None:
+            from sct_rootlets.qc.report import cord_qc
+
+            cord_qc(qc.folder, plan.input, plan.image, command="sct_rootlets_cord", cmdline=command_line,
+                    dataset=qc.dataset, subject=qc.subject)
+    return written
+
+
+class CordMasks:
+    """The cord mask for each image of a rootlets run: the one given, else one computed by the cord model
+    (loaded on first need, then kept), with what a sidecar should say about it."""
+
+    def __init__(self, *, device: str = "auto", threads: Optional[int] = None, engine: str = "torch"):
+        self._settings = {"device": device, "threads": threads, "engine": engine}
+        self._segmenter = None
+
+    def get(self, image: InputImage, given: Optional[np.ndarray] = None, given_path: Optional[Path] = None,
+            required: bool = False) -> tuple:
+        """(mask or None, provenance or None). Without a cord found: CordNotFoundError if `required`, else a
+        warning and no mask (the caller then works without one)."""
+        if given is not None:
+            return given, {"Computed": False, "File": str(given_path)}
+        if self._segmenter is None:
+            self._segmenter = CordSegmenter(**self._settings)
+        try:
+            return self._segmenter.segment(image), self._segmenter.provenance()
+        except CordNotFoundError:
+            if required:
+                raise
+            logger.warning("No spinal cord was found in %s: the whole image is predicted.", image.path)
+            return None, None
