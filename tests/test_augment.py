@@ -109,6 +109,16 @@ def test_folds_by_chosen_validation_subjects():
         parse_fold_subjects("a;;b")
 
 
+def test_augment_command_refuses_to_replace_variants(tmp_path, rootlets_home):
+    source = _bids(tmp_path / "src")
+    args = ("augment", "-path-data", source, "-o", tmp_path / "aug", "-n", "1", "-seed", "5")
+    first = run_cli(*args, env_home=rootlets_home, command="sct_rootlets_dataset")
+    assert first.returncode == 0, first.stderr
+    assert len(list((tmp_path / "aug").rglob("*_T2w.nii.gz"))) == 4
+    again = run_cli(*args, env_home=rootlets_home, command="sct_rootlets_dataset")
+    assert again.returncode == 1 and "already exists; use -overwrite" in again.stderr
+
+
 def test_manifest_pairs_other_labels_and_build_writes_the_chosen_folds(tmp_path, rootlets_home):
     source = _bids(tmp_path / "src")
     manifest = tmp_path / "m.tsv"

@@ -15,6 +15,7 @@ def get_parser() -> argparse.ArgumentParser:
         epilog="Examples:\n"
                f"  {PROG} manifest -path-data DS -o D1a.tsv -test-fraction 0.2 -seed 0\n"
                f"  {PROG} build -path-data DS -manifest D1a.tsv -o work/nnUNet_raw -id 101 -name D1a -labels level\n"
+               f"  {PROG} augment -path-data DS -o DS_aug -label-suffix _label-SC_seg -n 12 -seed 1\n"
                f"  {PROG} predict-to-bids -path-data DS -model work/export/D1a-v1.zip",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="step", required=True)
@@ -47,6 +48,15 @@ def get_parser() -> argparse.ArgumentParser:
     build.add_argument("-allow-empty", action="store_true", dest="allow_empty",
                        help="Accept label maps without any rootlet.")
 
+    augment = commands.add_parser("augment", help="Realistic variants of labelled scans (field of view, voxel size, "
+                                                  "pose, contrast) as BIDS sessions, for training.")
+    augment.add_argument("-path-data", dest="path_data", required=True, metavar="BIDS")
+    augment.add_argument("-o", required=True, metavar="BIDS", help="Dataset to write the variants into.")
+    augment.add_argument("-label-suffix", dest="label_suffix", default="_label-SC_seg",
+                         help="Labels to carry along (derivatives/labels). Default: _label-SC_seg.")
+    augment.add_argument("-n", type=int, default=10, help="Variants per image (plus the original). Default: 10.")
+    augment.add_argument("-seed", type=int, default=0)
+
     predict = commands.add_parser("predict-to-bids", help="Predict unlabelled images as _desc-auto derivatives.")
     predict.add_argument("-path-data", dest="path_data", required=True, metavar="BIDS")
     predict.add_argument("-model", metavar="NAME_OR_FOLDER")
@@ -54,7 +64,7 @@ def get_parser() -> argparse.ArgumentParser:
     predict.add_argument("-exclude", metavar="REGEX|LIST")
     predict.add_argument("-device", default="auto")
     predict.add_argument("-threads", type=int)
-    for sub in (manifest, build, predict):
+    for sub in (manifest, build, augment, predict):
         add_common_arguments(sub)
     return parser
 
@@ -84,6 +94,14 @@ def run(args: argparse.Namespace, argv) -> None:
                                overwrite=args.overwrite,
                                fold_subjects=parse_fold_subjects(args.fold_subjects) if args.fold_subjects else None)
         print(f"Done: {folder}")
+    elif args.step == "augment":
+        from sct_rootlets.training.augment import augment_dataset
+
+        if args.n < 1:
+            raise RootletsError("-n must be at least 1.")
+        written = augment_dataset(Path(args.path_data), Path(args.o), label_suffix=args.label_suffix, count=args.n,
+                                  seed=args.seed, overwrite=args.overwrite, progress=args.verbose >= 1)
+        print(f"Done: {len(written)} images in {args.o}")
     else:
         from sct_rootlets.training.predict_to_bids import predict_to_bids
 

@@ -20,7 +20,7 @@ from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from sct_rootlets import bids
-from sct_rootlets.errors import InputImageError
+from sct_rootlets.errors import InputImageError, OutputError
 from sct_rootlets.image import load_input_image, load_label_image
 
 
@@ -108,11 +108,22 @@ def augment_case(rng, image: nib.Nifti1Image, label: np.ndarray, options: Augmen
     return variant, new_label
 
 
+def _variant_paths(output: Path, image, k: int) -> tuple:
+    """(anat folder, label folder, file stem, image path) of variant k of a BIDS image."""
+    session = f"ses-{(image.session or 'ses-')[4:]}aug{k:02d}"  # a session's variants stay apart
+    rest = image.stem[len(image.subject):]
+    stem = f"{image.subject}_{session}{rest.replace(f'_{image.session}', '') if image.session else rest}"
+    anat = output / image.subject / session / "anat"
+    return anat, output / "derivatives" / "labels" / image.subject / session / "anat", stem, anat / f"{stem}.nii.gz"
+
+
 def augment_dataset(source: Path, output: Path, *, label_suffix: str, count: int, seed: int,
-                    options: AugmentOptions = AugmentOptions(), progress: bool = False) -> list:
+                    options: AugmentOptions = AugmentOptions(), overwrite: bool = False,
+                    progress: bool = False) -> list:
     """Write `count` variants of every image of a BIDS dataset that has a `label_suffix` label, as sessions
     `ses-aug01`... of its subject (labels under derivatives/labels); the original is copied as `ses-aug00`.
-    Returns the images written. Variant k of an image is the same for the same seed."""
+    Returns the images written. Variant k of an image is the same for the same seed. Existing variants are
+    refused (OutputError) before anything is written, unless `overwrite`."""
     from tqdm import tqdm
 
     images, _ = bids.discover(Path(source))
@@ -123,14 +134,14 @@ def augment_dataset(source: Path, output: Path, *, label_suffix: str, count: int
             pairs.append((image, label))
     if not pairs:
         raise InputImageError(f"{source} has no T2w image with a {label_suffix} label in derivatives/labels.")
-    written = []
     jobs = [(index, image, label, k) for index, (image, label) in enumerate(pairs) for k in range(count + 1)]
+    existing = [target for *_, target in (_variant_paths(Path(output), image, k) for _, image, _, k in jobs)
+                if target.exists()]
+    if existing and not overwrite:
+        raise OutputError(f"{existing[0]} already exists; use -overwrite to replace the variants.")
+    written = []
     for index, image, label_path, k in tqdm(jobs, disable=not progress, unit="variant"):
-        session = f"ses-{(image.session or 'ses-')[4:]}aug{k:02d}"  # a session's variants stay apart
-        rest = image.stem[len(image.subject):]
-        stem = f"{image.subject}_{session}{rest.replace(f'_{image.session}', '') if image.session else rest}"
-        anat = Path(output) / image.subject / session / "anat"
-        labels = Path(output) / "derivatives" / "labels" / image.subject / session / "anat"
+        anat, labels, stem, _ = _variant_paths(Path(output), image, k)
         anat.mkdir(parents=True, exist_ok=True)
         labels.mkdir(parents=True, exist_ok=True)
         loaded = load_input_image(image.path)
