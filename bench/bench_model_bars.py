@@ -2,7 +2,7 @@
 generated volumes; plausibility on a real scan).
 
     .venv/bin/sct_rootlets_synth -pam50 ../shared/data/pam50 -o /tmp/synth_test -n 20 -seed 5000
-    .venv/bin/python bench/bench_model_bars.py synthetic --model MODEL --data /tmp/synth_test
+    .venv/bin/python bench/bench_model_bars.py synthetic --model MODEL --data /tmp/synth_test [--region fast]
     .venv/bin/python bench/bench_model_bars.py real --model MODEL --image ../shared/data/real/sub-fakelesion_T2w.nii.gz \
         --cord ../shared/data/real/sub-fakelesion_T2w_label-SC_seg.nii.gz
 
@@ -11,7 +11,9 @@ generated volumes; plausibility on a real scan).
 rootlet (same voxel or a 26-neighbour) whose level is the level of the nearest true rootlet voxel.
 `real` (no ground truth): the share of predicted voxels outside the cord mask and within 15 mm of it, and whether
 the levels' mean superior-inferior positions are ordered rostro-caudally (C2 highest).
-`--model` is a model name or folder (default: what `sct_deepseg_rootlets` uses without -model).
+`--model` is a model name or folder (default: what `sct_deepseg_rootlets` uses without -model). `--region`
+predicts as `sct_deepseg_rootlets -region` does, around the cord the bundled cord model computes (default: whole,
+nnU-Net's stock prediction).
 """
 
 import argparse
@@ -25,6 +27,7 @@ from sct_rootlets.image import load_input_image, load_label_image
 from sct_rootlets.inference import InferenceSession
 from sct_rootlets.metrics import evaluate
 from sct_rootlets.models import resolve_model
+from sct_rootlets.options import REGION_MODES
 
 
 def level_correctness(truth: np.ndarray, prediction: np.ndarray) -> tuple:
@@ -35,15 +38,26 @@ def level_correctness(truth: np.ndarray, prediction: np.ndarray) -> tuple:
     return int(touching.sum()), int((touching & (prediction == nearest_level)).sum())
 
 
+def _cord_for(session):
+    """The cord each prediction is restricted to: computed, as a run without -s computes it (None: whole image)."""
+    if session.region == "whole":
+        return lambda image: None
+    from sct_rootlets.cord.segment import CordMasks
+
+    masks = CordMasks(device="cpu")
+    return lambda image: masks.get(image)[0]
+
+
 def synthetic(args, session) -> None:
     data = Path(args.data)
+    cord_for = _cord_for(session)
     rows, touching, correct = [], 0, 0
     for image_path in sorted(data.glob("sub-*/anat/*_T2w.nii.gz")):
         labels = data / "derivatives/labels" / image_path.parent.relative_to(data)
         truth = load_label_image(labels / image_path.name.replace("_T2w.nii.gz", "_T2w_label-rootlets_dseg.nii.gz"),
                                  "rootlets").data.astype(np.uint8)
         image = load_input_image(image_path)
-        prediction = session.predict(image)
+        prediction = session.predict(image, cord_for(image))
         table = evaluate(truth, prediction, image.nifti.affine, image.zooms).set_index("level")
         levels = table.drop(index="all")
         n_touching, n_correct = level_correctness(truth, prediction)
@@ -84,8 +98,9 @@ def main() -> None:
     parser.add_argument("--data", help="BIDS dataset written by sct_rootlets_synth (synthetic).")
     parser.add_argument("--image", help="Image (real).")
     parser.add_argument("--cord", help="Its cord mask (real).")
+    parser.add_argument("--region", choices=REGION_MODES, default="whole", help="As sct_deepseg_rootlets -region.")
     args = parser.parse_args()
-    session = InferenceSession(resolve_model(args.model), device="cpu")
+    session = InferenceSession(resolve_model(args.model), device="cpu", region=args.region)
     (synthetic if args.command == "synthetic" else real)(args, session)
 
 

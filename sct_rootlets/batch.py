@@ -50,7 +50,7 @@ class BatchSettings:
     tta: bool = False
     step_size: float = 0.5
     threads: Optional[int] = None
-    engine: str = "torch"
+    engine: str = "auto"
     region: str = DEFAULT_REGION
     roi_margin_mm: float = DEFAULT_ROI_MARGIN_MM
     postprocessing: PostProcessing = field(default_factory=PostProcessing)
@@ -284,7 +284,8 @@ def summary_table(images: list, settings: BatchSettings) -> pd.DataFrame:
 def run_batch(images: list, settings: BatchSettings, *, jobs: int = 1, scheduler: Optional[str] = None,
               resume: bool = False, progress: bool = True, source: Path = Path(".")) -> list:
     """Process the images; return one ItemResult per image (failures included, never raised)."""
-    from sct_rootlets.inference import prediction_options
+    from sct_rootlets.engine import select_engine
+    from sct_rootlets.inference import prediction_options, select_device
     from sct_rootlets.models import resolve_model
 
     model = resolve_model(settings.model, settings.folds)  # a model problem stops the run before any work
@@ -294,9 +295,11 @@ def run_batch(images: list, settings: BatchSettings, *, jobs: int = 1, scheduler
 
         cord_model_sha256 = cord_model().files_sha256
 
+    engine = select_engine(settings.engine, select_device(settings.device), settings.region)
+
     def signature(image: BidsImage) -> dict:
         return result_signature({**prediction_options(model, tta=settings.tta, step_size=settings.step_size,
-                                                      engine=settings.engine, region=settings.region,
+                                                      engine=engine, region=settings.region,
                                                       roi_margin_mm=settings.roi_margin_mm),
                                  "postprocessing": settings.postprocessing.as_dict(),
                                  "levels_method": settings.levels_method,

@@ -173,15 +173,16 @@ class InferenceSession:
         except Exception as exc:  # plans, labels and weights that do not fit each other
             raise ModelError(f"Model {folder.trainer_dir} cannot be built from its plans and weights: {exc}") from None
 
-        self.engine = select_engine(engine, self.device)
+        self.engine = select_engine(engine, self.device, region)
         executor = network.to(self.device)
-        if self.engine == "openvino":
+        if self.engine.startswith("openvino"):
             from sct_rootlets.paths import cache_dir
 
             onnx_paths = [cached_onnx_path(path, model.file_hashes[path], cache_dir())
                           for path in folder.checkpoints.values()]
             executor = OpenVinoNetwork(network, parameters, onnx_paths, self.threads,
-                                       network_strides(configuration_manager))
+                                       network_strides(configuration_manager),
+                                       "bf16" if self.engine.endswith("bf16") else "f32")
         self.network, self.parameters = executor, parameters
         self.plans_manager, self.configuration_manager = plans_manager, configuration_manager
         self.label_manager = label_manager
@@ -326,7 +327,9 @@ class InferenceSession:
         steps = compute_steps_for_sliding_window(padded.shape[1:], tile, self.step_size)
         tiles = [tuple(slice(start, start + size) for start, size in zip(corner, tile))
                  for corner in itertools.product(*steps)]
-        gaussian = compute_gaussian(tuple(tile), sigma_scale=1. / 8, value_scaling_factor=10, device=self.device)
+        # One tile needs no weighting (it would divide out); several are weighted as nnU-Net weights them.
+        gaussian = 1 if len(tiles) == 1 else compute_gaussian(tuple(tile), sigma_scale=1. / 8, value_scaling_factor=10,
+                                                              device=self.device)
         heads = self.label_manager.num_segmentation_heads
         mean = None
         with torch.inference_mode():

@@ -5,7 +5,7 @@ LEVEL_METHODS = ("extent", "gapfree")
 #: sct_maths -dilate footprints, see `sct_rootlets.postprocess`.
 DILATION_SHAPES = ("ball", "cube", "disk", "square")
 #: Network execution engines, see `sct_rootlets.engine`.
-ENGINES = ("torch", "openvino")
+ENGINES = ("auto", "torch", "openvino", "openvino-bf16")
 #: How the network covers an image whose cord mask is known, see `sct_rootlets.inference.InferenceSession`.
 REGION_MODES = ("whole", "exact", "fast")
 #: What a run without -region uses (measured: bench/RESULTS.md, "Fast by default").

@@ -153,7 +153,7 @@ def _load_anatomy(anatomy: Anatomy, image: InputImage, postprocessing: PostProce
 
 def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = None,
                      folds: Optional[Sequence[str]] = None, device: str = "auto", tta: bool = False,
-                     step_size: float = 0.5, threads: Optional[int] = None, engine: str = "torch",
+                     step_size: float = 0.5, threads: Optional[int] = None, engine: str = "auto",
                      region: str = DEFAULT_REGION, roi_margin_mm: float = DEFAULT_ROI_MARGIN_MM,
                      overwrite: bool = False, progress: bool = False, command_line: Optional[str] = None,
                      postprocessing: PostProcessing = PostProcessing(), anatomy: Anatomy = Anatomy(),

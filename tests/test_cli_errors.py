@@ -256,10 +256,14 @@ def test_absurd_voxel_size_is_refused_before_resampling(tmp_path, tiny_model_roo
     """Checked once the model's voxel size is known (after loading it, hence -v 0 to hide the progress lines)."""
     path = absurd_voxels(tmp_path)
     before = set(os.listdir(tmp_path))
-    result = run_cli("-i", path, "-model", tiny_model_root, "-device", "cpu", "-v", "0", env_home=rootlets_home)
+    result = run_cli("-i", path, "-model", tiny_model_root, "-device", "cpu", "-region", "whole", "-v", "0",
+                     env_home=rootlets_home)
     _assert_clean_failure(result, "resampled to the model's 0.8x0.8x0.8 mm voxels it would need about", tmp_path,
                           before)
     assert "GiB of memory, more than this machine's" in result.stderr
+    by_default = run_cli("-i", path, "-model", tiny_model_root, "-device", "cpu", "-v", "0", env_home=rootlets_home)
+    _assert_clean_failure(by_default, "resampled to the model's 1.25x1.25x1.25 mm voxels", tmp_path,
+                          before | {rootlets_home.name})  # the cord model (its step comes first) is installed there
 
 
 def test_3d_image_with_trailing_singleton_dimensions_is_segmented(tmp_path, tiny_model_root, rootlets_home):

@@ -60,8 +60,14 @@ def test_damaged_engine_cache_is_named_in_the_error(model_copy):
 
 
 def test_engine_choice_is_checked():
+    from sct_rootlets.engine import native_bf16_cpu
+
+    cpu = torch.device("cpu")
+    assert select_engine("auto", cpu, "fast") == ("openvino-bf16" if native_bf16_cpu() else "openvino")
+    assert select_engine("auto", cpu, "exact") == select_engine("auto", cpu, "whole") == "torch"
+    assert select_engine("auto", torch.device("cuda"), "fast") == "torch"
     with pytest.raises(ModelError, match="Unknown engine 'tensorrt'"):
-        select_engine("tensorrt", torch.device("cpu"))
+        select_engine("tensorrt", cpu)
     with pytest.raises(ModelError, match="runs on the CPU"):
         select_engine("openvino", torch.device("cuda"))
 

@@ -60,6 +60,7 @@ def test_without_a_cord_mask_the_computed_one_keeps_rootlets_near_the_cord(tiny_
     assert sidecar["Options"]["cord_mask"]["Computed"] is True
     assert sidecar["Options"]["cord_mask"]["Model"] == "sct-rootlets-cord"
     assert sidecar["Options"]["region"] == "fast" and sidecar["Options"]["roi_margin_mm"] == 20.0
+    assert sidecar["Options"]["engine"] in ("openvino", "openvino-bf16"), "auto: OpenVINO for the fast region"
     labels_image = nib.load(out)
     labels = np.asanyarray(labels_image.dataobj)
     cord = CordSegmenter(device="cpu").segment(load_input_image(image)) > 0

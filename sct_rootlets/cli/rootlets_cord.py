@@ -28,7 +28,8 @@ def get_parser() -> argparse.ArgumentParser:
                          help="Another cord model (installed name or nnU-Net folder). Default: the bundled one.")
     options.add_argument("-device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N.")
     options.add_argument("-threads", type=int, metavar="N", help="CPU threads. Default: all CPUs available.")
-    options.add_argument("-engine", choices=ENGINES, default="torch", help="Runs the network. Default: torch.")
+    options.add_argument("-engine", choices=ENGINES, default="auto",
+                         help="Runs the network (see sct_deepseg_rootlets -h). Default: auto.")
     add_qc_arguments(parser)
     add_common_arguments(parser)
     return parser

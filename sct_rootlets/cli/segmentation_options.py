@@ -45,10 +45,12 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser) -> None:
                          help="Sliding-window step as a fraction of the patch size. Default: 0.5.")
     options.add_argument("-threads", type=_positive_int, metavar="N",
                          help="CPU threads for the network. Default: all CPUs available to this process.")
-    options.add_argument("-engine", choices=ENGINES, default="torch",
-                         help="Runs the network: torch (labels identical to nnU-Net's predictor) or openvino "
-                              "(CPU only, about 1.8 times faster, labels equal up to float rounding; the converted "
-                              "network is cached beside the weights). Default: torch.")
+    options.add_argument("-engine", choices=ENGINES, default="auto",
+                         help="Runs the network: torch (nnU-Net's numerics), openvino (CPU only, about 1.8 times "
+                              "faster, labels equal up to float rounding), openvino-bf16 (bfloat16 on CPUs that do "
+                              "it natively, about 1.8 times faster again), or auto: openvino-bf16 (else openvino) "
+                              "for -region fast on a CPU, torch otherwise. The converted network is cached beside "
+                              "the weights. Default: auto.")
     options.add_argument("-region", choices=REGION_MODES, default=DEFAULT_REGION,
                          help="How the network covers the image around the cord (the mask given with -s, else "
                               "one the bundled cord model computes): fast runs it only in the cord's bounding box "

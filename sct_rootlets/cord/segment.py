@@ -57,7 +57,7 @@ class CordSegmenter:
     """The cord model loaded once; `segment` gives a binary mask on an image's own grid."""
 
     def __init__(self, *, model: Optional[str] = None, device: str = "auto", threads: Optional[int] = None,
-                 engine: str = "torch"):
+                 engine: str = "auto"):
         from sct_rootlets.inference import InferenceSession
 
         self.model = cord_model(model)
@@ -84,7 +84,7 @@ class CordSegmenter:
 
 
 def segment_cord(inputs: Sequence, *, output=None, model: Optional[str] = None, device: str = "auto",
-                 threads: Optional[int] = None, engine: str = "torch", overwrite: bool = False,
+                 threads: Optional[int] = None, engine: str = "auto", overwrite: bool = False,
                  command_line: Optional[str] = None, qc=None) -> list:
     """Write `<stem>_seg.nii.gz` (or `output`, one input) and its JSON sidecar for each input; return the masks
     written. Every input and output is checked before the model loads; an image without a cord stops the run
@@ -119,7 +119,7 @@ class CordMasks:
     """The cord mask for each image of a rootlets run: the one given, else one computed by the cord model
     (loaded on first need, then kept), with what a sidecar should say about it."""
 
-    def __init__(self, *, device: str = "auto", threads: Optional[int] = None, engine: str = "torch"):
+    def __init__(self, *, device: str = "auto", threads: Optional[int] = None, engine: str = "auto"):
         self._settings = {"device": device, "threads": threads, "engine": engine}
         self._segmenter = None
 
