@@ -112,12 +112,13 @@ def tile_shape(patch_size, region_shape, strides, max_stretch: float = MAX_TILE_
 
 def region_box(mask: np.ndarray, spacing, margin_mm: float) -> tuple:
     """Slices of the bounding box of `mask`, widened by `margin_mm` on every side and clipped to the array."""
-    where = np.argwhere(mask)
-    if where.size == 0:
+    occupied = [np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+                for axis in range(mask.ndim)]  # per axis, the indices the mask reaches: no voxel list needed
+    if occupied[0].size == 0:
         raise ModelError("The region to predict in is empty (the cord mask has no voxel).")
     margin = np.ceil(margin_mm / np.asarray(spacing, float)).astype(int)
-    low = np.maximum(where.min(axis=0) - margin, 0)
-    high = np.minimum(where.max(axis=0) + 1 + margin, mask.shape)
+    low = np.maximum(np.array([o[0] for o in occupied]) - margin, 0)
+    high = np.minimum(np.array([o[-1] for o in occupied]) + 1 + margin, mask.shape)
     return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
 
 
@@ -308,12 +309,25 @@ class InferenceSession:
         tile = tile_shape(self.configuration_manager.patch_size, crop.shape[1:],
                           network_strides(self.configuration_manager), self.max_tile_stretch, self.max_tile_voxels)
         region_logits = self._tiled_logits(crop, tile)
+        if tuple(data.shape[1:]) == tuple(properties["shape_after_cropping_and_before_resampling"]):
+            return self._segmentation_in_box(region_logits, box, data.shape[1:], properties)
         # Half precision, as nnU-Net keeps its logits; background wherever the network did not run.
         logits = torch.zeros((self.label_manager.num_segmentation_heads, *data.shape[1:]), dtype=torch.half)
         logits[1:] = -30.0
         logits[(slice(None), *box)] = region_logits
         del data, crop, region_logits
         return self._segmentation(logits, properties)
+
+    def _segmentation_in_box(self, region_logits, box, shape, properties) -> np.ndarray:
+        """Labels when the image needed no resampling: the box's labels from its own logits, background elsewhere
+        (what full-size logits, background outside the box, would give), without full-size logits."""
+        from acvl_utils.cropping_and_padding.bounding_boxes import insert_crop_into_image
+
+        cropped = np.zeros(shape, np.uint8)
+        cropped[box] = np.asarray(self.label_manager.convert_logits_to_segmentation(region_logits))
+        labels = insert_crop_into_image(np.zeros(properties["shape_before_cropping"], np.uint8), cropped,
+                                        properties["bbox_used_for_cropping"])
+        return np.asarray(labels).transpose(self.plans_manager.transpose_backward)
 
     def _tiled_logits(self, data, tile):
         """Logits of a preprocessed array (c, z, y, x) in tiles of shape `tile`, as nnU-Net's sliding window

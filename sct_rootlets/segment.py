@@ -4,6 +4,7 @@ Everything a run can fail on before the network runs (inputs, outputs, model) is
 argument costs no inference time and leaves nothing behind.
 """
 
+import concurrent.futures
 import json
 import logging
 import os
@@ -23,7 +24,6 @@ from sct_rootlets.image import (InputImage, check_same_grid, label_image_like, l
 from sct_rootlets.models import ResolvedModel, resolve_model
 from sct_rootlets.options import DEFAULT_REGION, DEFAULT_ROI_MARGIN_MM
 from sct_rootlets.postprocess import PostProcessing
-from sct_rootlets.spinal_levels import output_paths, write_spinal_levels
 
 logger = logging.getLogger(__name__)
 
@@ -183,25 +183,36 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
     plans = plan_outputs(inputs, Path(output) if output else None, overwrite=overwrite)
     wants_levels = any(path is not None for path in (anatomy.cord, anatomy.pmj, anatomy.discs))
     if wants_levels:
+        from sct_rootlets.spinal_levels import output_paths, write_spinal_levels  # pandas: only when needed
+
         level_outputs = output_paths(plans[0].image, None, anatomy.discs is not None).values()
         plan_outputs_exist(level_outputs, overwrite)
     select_device(device)
-    resolved = resolve_model(model, folds, progress=progress)
-    session = InferenceSession(resolved, device=device, tta=tta, step_size=step_size, threads=threads,
-                               progress=progress, engine=engine, region=region, roi_margin_mm=roi_margin_mm)
-    logger.info("Loaded model %s (folds %s) from %s on %s", resolved.name, ", ".join(resolved.folder.checkpoints),
-                resolved.folder.trainer_dir, session.device)
     cords = CordMasks(device=device, threads=threads, engine=engine)
     cord_required = wants_levels or postprocessing.needs_cord
     cord_wanted = cord_required or region != "whole" or qc.folder is not None
+
+    def cord_of(image):
+        return cords.get(image, anatomy_labels.get("cord"), anatomy.cord,
+                         required=cord_required) if cord_wanted else (None, None)
+
+    # The first image's cord is computed while the rootlets model loads (the cord step's numerical work
+    # releases the interpreter, the model's loading is mostly imports): a second of a single run's start-up.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as worker:
+        first_cord = worker.submit(cord_of, first)
+        resolved = resolve_model(model, folds, progress=progress)
+        session = InferenceSession(resolved, device=device, tta=tta, step_size=step_size, threads=threads,
+                                   progress=progress, engine=engine, region=region, roi_margin_mm=roi_margin_mm)
+        first_cord = first_cord.result()
+    logger.info("Loaded model %s (folds %s) from %s on %s", resolved.name, ", ".join(resolved.folder.checkpoints),
+                resolved.folder.trainer_dir, session.device)
     command_line = command_line or f"sct_rootlets.segment_rootlets({[str(i) for i in inputs]})"
     written, levels = [], {}
     for plan in plans:
         logger.info("Segmenting %s", plan.input)
         image = first if plan is plans[0] else load_input_image(plan.input)
-        first = None
-        cord, cord_source = cords.get(image, anatomy_labels.get("cord"), anatomy.cord,
-                                      required=cord_required) if cord_wanted else (None, None)
+        cord, cord_source = first_cord if plan is plans[0] else cord_of(image)
+        first = first_cord = None
         labels = postprocessing.apply(session.predict(image, cord), image.zooms, image.nifti.affine,
                                       cord=cord, discs=anatomy_labels.get("discs"))
         options = {**session.options_for(cord), "input": str(plan.input), "cord_mask": cord_source,
