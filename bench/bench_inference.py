@@ -23,6 +23,10 @@ step, writing), on the reference network and the 0.8 mm 64x320x320 volume, after
 "stock" is a process that does what SCT does with nnU-Net's predictor (load the model folder, read the image,
 predict with step 0.5 and no mirroring, write the label map); "default" is `sct_deepseg_rootlets -i IMG -model
 MODEL -o OUT` with no other option; its first run may fill caches (the OpenVINO export) that later runs use.
+
+Each -region mode in process, with the tiles the network ran (whole and exact with PyTorch, fast as the default):
+
+    .venv/bin/python bench/bench_inference.py regions --work /tmp/bench_inference IMAGE [IMAGE ...]
 """
 
 import argparse
@@ -226,6 +230,51 @@ def stock_process(model: Path, image_path: Path, output: Path) -> None:
                                                                 original)), output)
 
 
+class _CountingNetwork:
+    """The session's network, counting the tiles it runs (nnU-Net's predictor also moves it and sets eval)."""
+
+    def __init__(self, network):
+        self.network, self.tiles = network, 0
+
+    def __call__(self, window):
+        self.tiles += 1
+        return self.network(window)
+
+    def load_state_dict(self, *args, **kwargs):
+        return self.network.load_state_dict(*args, **kwargs)
+
+    def to(self, *args, **kwargs):
+        self.network = self.network.to(*args, **kwargs)
+        return self
+
+    def eval(self):
+        self.network.eval()
+        return self
+
+
+def regions(args) -> None:
+    """In-process time of each -region mode (model loaded, the cord computed once beforehand by the bundled cord
+    model), with the tiles the network ran; whole and exact with PyTorch (their numerics are nnU-Net's), fast with
+    -engine auto as the default runs it."""
+    from sct_rootlets.cord.segment import CordSegmenter
+    from sct_rootlets.image import load_input_image
+    from sct_rootlets.inference import InferenceSession
+    from sct_rootlets.models import resolve_model
+
+    model = resolve_model(str(args.work / "model" / "nnUNetTrainer__nnUNetPlans__3d_fullres"))
+    for image_path in args.images:
+        image = load_input_image(image_path)
+        cord = CordSegmenter(device="cpu").segment(image)
+        for region, engine in (("whole", "torch"), ("exact", "torch"), ("fast", "auto")):
+            session = InferenceSession(model, device="cpu", threads=2, region=region, engine=engine)
+            counted = _CountingNetwork(session.network)
+            session.network = counted  # before nnU-Net's predictor (whole, exact) is made from it
+            start = time.perf_counter()
+            session.predict(image, cord)
+            print(json.dumps({"image": Path(image_path).name, "region": region, "engine": session.engine,
+                              "seconds": round(time.perf_counter() - start, 1), "tiles": counted.tiles}), flush=True)
+
+
 def _timed_process(command: list) -> float:
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, text=True)
@@ -258,6 +307,9 @@ def main() -> None:
     check.add_argument("--model", type=Path, required=True)
     check.add_argument("--data", type=Path, required=True)
     check.add_argument("--count", type=int, default=5)
+    modes = commands.add_parser("regions")
+    modes.add_argument("--work", type=Path, required=True)
+    modes.add_argument("images", nargs="+", type=Path)
     whole = commands.add_parser("process")
     whole.add_argument("--work", type=Path, required=True)
     whole.add_argument("--runs", type=int, default=3)
@@ -273,7 +325,7 @@ def main() -> None:
     elif args.command == "_stock":
         stock_process(args.model, args.image, args.output)
     else:
-        {"speed": speed, "agreement": agreement, "process": process}[args.command](args)
+        {"speed": speed, "agreement": agreement, "process": process, "regions": regions}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 generated volumes; plausibility on a real scan).
 
     .venv/bin/sct_rootlets_synth -pam50 ../shared/data/pam50 -o /tmp/synth_test -n 20 -seed 5000
-    .venv/bin/python bench/bench_model_bars.py synthetic --model MODEL --data /tmp/synth_test [--region fast]
+    .venv/bin/python bench/bench_model_bars.py synthetic --model MODEL --data /tmp/synth_test \
+        [--region fast --engine auto]
     .venv/bin/python bench/bench_model_bars.py real --model MODEL --image ../shared/data/real/sub-fakelesion_T2w.nii.gz \
         --cord ../shared/data/real/sub-fakelesion_T2w_label-SC_seg.nii.gz
 
@@ -27,7 +28,7 @@ from sct_rootlets.image import load_input_image, load_label_image
 from sct_rootlets.inference import InferenceSession
 from sct_rootlets.metrics import evaluate
 from sct_rootlets.models import resolve_model
-from sct_rootlets.options import REGION_MODES
+from sct_rootlets.options import ENGINES, REGION_MODES
 
 
 def level_correctness(truth: np.ndarray, prediction: np.ndarray) -> tuple:
@@ -99,8 +100,9 @@ def main() -> None:
     parser.add_argument("--image", help="Image (real).")
     parser.add_argument("--cord", help="Its cord mask (real).")
     parser.add_argument("--region", choices=REGION_MODES, default="whole", help="As sct_deepseg_rootlets -region.")
+    parser.add_argument("--engine", choices=ENGINES, default="torch", help="As sct_deepseg_rootlets -engine.")
     args = parser.parse_args()
-    session = InferenceSession(resolve_model(args.model), device="cpu", region=args.region)
+    session = InferenceSession(resolve_model(args.model), device="cpu", region=args.region, engine=args.engine)
     (synthetic if args.command == "synthetic" else real)(args, session)
 
 

@@ -80,7 +80,7 @@ def derivative_paths(image: BidsImage, output: Path) -> dict:
 
 def cord_signature(image: BidsImage, cord_model_sha256: str) -> dict:
     """The sidecar's `cord_mask` entry an up-to-date result of this image has (the manual mask, else the
-    computed one by the cord model's files; an image where no cord was found is recomputed on resume)."""
+    computed one, identified by the cord model's files, whether or not it found a cord)."""
     if "cord" in image.labels:
         return {"Computed": False, "File": str(image.labels["cord"])}
     return {"Computed": True, "FilesSHA256": cord_model_sha256}
@@ -99,18 +99,20 @@ def result_signature(options: dict) -> dict:
 
 
 def is_up_to_date(image: BidsImage, settings: BatchSettings, files_sha256: str, signature: dict) -> bool:
-    """True when the label map, its sidecar and (when a cord mask was used) the levels outputs exist, and the
-    sidecar names the same model files and result options."""
+    """True when the label map, its sidecar and (when a cord was found or given) the levels outputs exist, and the
+    sidecar names the same model files and result options (the cord model's files included)."""
     paths = derivative_paths(image, settings.output)
     if not (paths["dseg"].is_file() and paths["sidecar"].is_file()):
         return False
     try:
         sidecar = json.loads(paths["sidecar"].read_text(encoding="utf-8"))
         levels_written = all(path.is_file() for key, path in paths.items() if key.startswith("levels_"))
+        cord_used = sidecar["Options"]["cord_mask"].get("Found", True)
+        expected = signature if cord_used else {**signature, "region": "whole", "roi_margin_mm": None}
         return (sidecar["Model"]["FilesSHA256"] == files_sha256
-                and result_signature(sidecar["Options"]) == signature
-                and (levels_written or sidecar["Options"]["cord_mask"] is None))
-    except (OSError, ValueError, KeyError, TypeError):
+                and result_signature(sidecar["Options"]) == expected  # no cord found: the whole image was run
+                and (levels_written or not cord_used))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # unreadable or older sidecars
         return False
 
 

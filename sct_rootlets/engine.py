@@ -18,6 +18,7 @@ import io
 import logging
 import os
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 from typing import Optional, Sequence
@@ -39,9 +40,18 @@ def openvino_available() -> bool:
     return True
 
 
+#: torch's ONNX exporter keeps global state: one export at a time in a process (e.g. cord and rootlets models).
+_EXPORT_LOCK = threading.Lock()
+
+
 def export_onnx(network, state_dict, path: Path, strides) -> None:
     """ONNX of `network` with `state_dict` loaded, spatial sizes left free; written atomically. The tracing sample
     is two network strides wide, the smallest input every stage of the network accepts."""
+    with _EXPORT_LOCK:
+        _export_onnx(network, state_dict, path, strides)
+
+
+def _export_onnx(network, state_dict, path: Path, strides) -> None:
     import torch
 
     network.load_state_dict(state_dict)

@@ -198,9 +198,9 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
 
     # The first image's cord is computed while the rootlets model loads (the cord step's numerical work
     # releases the interpreter, the model's loading is mostly imports): a second of a single run's start-up.
+    resolved = resolve_model(model, folds, progress=progress)  # a model problem stops the run before any work
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as worker:
         first_cord = worker.submit(cord_of, first)
-        resolved = resolve_model(model, folds, progress=progress)
         session = InferenceSession(resolved, device=device, tta=tta, step_size=step_size, threads=threads,
                                    progress=progress, engine=engine, region=region, roi_margin_mm=roi_margin_mm)
         first_cord = first_cord.result()

@@ -52,7 +52,7 @@ def test_without_a_cord_mask_the_computed_one_keeps_rootlets_near_the_cord(tiny_
     from sct_rootlets.image import load_input_image
 
     image = REAL / "sub-fakelesion_T2w.nii.gz"
-    out = tmp_path / "out.nii.gz"
+    out = tmp_path / "seg" / "out.nii.gz"
     result = run_cli("-i", image, "-o", out, "-model", tiny_model_root, "-max-distance-mm", "4", "-v", "0",
                      env_home=rootlets_home)
     assert result.returncode == 0, result.stderr
@@ -66,13 +66,13 @@ def test_without_a_cord_mask_the_computed_one_keeps_rootlets_near_the_cord(tiny_
     cord = CordSegmenter(device="cpu").segment(load_input_image(image)) > 0
     distance_mm = ndimage.distance_transform_edt(~cord, sampling=labels_image.header.get_zooms()[:3])
     assert labels.any() and distance_mm[labels > 0].max() <= 4.0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "out.nii.gz"], "no other file is written"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out.json", "out.nii.gz"], "no other file is written"
 
 
 def test_options_that_need_labels_are_refused_before_inference(tiny_model_root, tmp_path, rootlets_home):
     image = REAL / "sub-fakelesion_T2w.nii.gz"
     out = tmp_path / "out.nii.gz"
-    result = run("-i", image, "-o", out, "-model", tiny_model_root, "-dilate", "2", "-shape", "disk",
+    result = run_cli("-i", image, "-o", out, "-model", tiny_model_root, "-dilate", "2", "-shape", "disk",
                      env_home=rootlets_home)
     assert result.returncode == 1 and "Invalid dilation" in result.stderr
     assert list(tmp_path.iterdir()) == []

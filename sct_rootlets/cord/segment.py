@@ -79,7 +79,7 @@ class CordSegmenter:
 
     def provenance(self) -> dict:
         """What a sidecar says about a computed cord mask."""
-        return {"Computed": True, "Model": self.model.name, "Version": self.model.version,
+        return {"Computed": True, "Found": True, "Model": self.model.name, "Version": self.model.version,
                 "ArchiveSHA256": self.model.archive_sha256, "FilesSHA256": self.model.files_sha256}
 
 
@@ -125,8 +125,8 @@ class CordMasks:
 
     def get(self, image: InputImage, given: Optional[np.ndarray] = None, given_path: Optional[Path] = None,
             required: bool = False) -> tuple:
-        """(mask or None, provenance or None). Without a cord found: CordNotFoundError if `required`, else a
-        warning and no mask (the caller then works without one)."""
+        """(mask or None, provenance). Without a cord found: CordNotFoundError if `required`, else a warning, no
+        mask (the caller then works without one) and a provenance saying `"Found": false`."""
         if given is not None:
             return given, {"Computed": False, "File": str(given_path)}
         if self._segmenter is None:
@@ -137,4 +137,4 @@ class CordMasks:
             if required:
                 raise
             logger.warning("No spinal cord was found in %s: the whole image is predicted.", image.path)
-            return None, None
+            return None, {**self._segmenter.provenance(), "Found": False}
