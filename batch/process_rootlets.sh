@@ -43,10 +43,9 @@ for image in "${FILE_PREFIX}"*_T2w.nii.gz; do
   if [[ -f "$manual_cord" ]]; then
     cp "$manual_cord" "${stem}_label-SC_seg.nii.gz"
     CORD_ARGS=(-s "${stem}_label-SC_seg.nii.gz")
-  else
-    sct_rootlets_cord -i "$image" -o "${stem}_seg.nii.gz" -threads "$THREADS" "${QC_ARGS[@]}" -overwrite -v 1
+  elif sct_rootlets_cord -i "$image" -o "${stem}_seg.nii.gz" -threads "$THREADS" "${QC_ARGS[@]}" -overwrite -v 1; then
     CORD_ARGS=(-s "${stem}_seg.nii.gz")
-  fi
+  fi  # no cord found: rootlets without spinal levels
   sct_deepseg_rootlets -i "$image" -o "${stem}_label-rootlets_dseg.nii.gz" "${MODEL_ARGS[@]}" -threads "$THREADS" \
     "${CORD_ARGS[@]}" "${QC_ARGS[@]}" -overwrite -v 1
 

@@ -173,6 +173,14 @@ def test_process_script_under_the_sct_run_batch_contract(dataset, tiny_model_roo
     assert {(e["dataset"], e["subject"]) for e in entries} == {("ds", "sub-01"), ("ds", "sub-02")}
     assert (dataset / "sub-01/anat/sub-01_T2w.nii.gz").is_file(), "the raw dataset is untouched"
 
+    no_mask = subprocess.run(["bash", str(REPO / "batch/process_rootlets.sh"), "sub-04", str(tiny_model_root)],
+                             env=env, capture_output=True, text=True, timeout=600)  # no manual cord: no SCT needed
+    assert no_mask.returncode == 0, no_mask.stderr[-3000:]
+    anat = out / "data_processed/sub-04/anat"
+    assert (anat / "sub-04_T2w_label-rootlets_dseg.nii.gz").is_file()
+    assert (anat / "sub-04_T2w_seg.nii.gz").is_file() == (
+        anat / "sub-04_T2w_label-rootlets_dseg_spinal_levels.csv").is_file(), "levels wherever a cord was found"
+
     missing_env = subprocess.run(["bash", str(REPO / "batch/process_rootlets.sh"), "sub-01"],
                                  env={"PATH": os.environ["PATH"]}, capture_output=True, text=True)
     assert missing_env.returncode == 2 and "PATH_DATA is not set" in missing_env.stderr

@@ -57,7 +57,8 @@ def _list_models() -> None:
     starter = choice.starter.name if choice.starter else None
     for card in cards.values():
         flags = ", ".join(f for f in ("default" if card.name == choice.default.name else "",
-                                      "offline default, bundled" if card.name == starter else "",
+                                      "offline default" if card.name == starter else "",
+                                      "bundled" if card.bundled else "",
                                       "installed" if card.name in installed else "") if f)
         print(f"{card.name}{f' [{flags}]' if flags else ''}\n    {card.description}\n"
               f"    contrasts: {', '.join(card.contrasts)}; labels: "
