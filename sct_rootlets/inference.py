@@ -122,6 +122,10 @@ def region_box(mask: np.ndarray, spacing, margin_mm: float) -> tuple:
     return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
 
 
+#: Logits of a voxel no tile ran on: 0 for background, -30 for every other label, so background wins.
+_BACKGROUND_LOGIT, _OTHER_LOGIT = 0.0, -30.0
+
+
 def _widened(box: tuple, voxels: int, shape) -> tuple:
     return tuple(slice(max(part.start - voxels, 0), min(part.stop + voxels, size)) for part, size in zip(box, shape))
 
@@ -223,9 +227,9 @@ class InferenceSession:
     def predict(self, image: InputImage, cord: Optional[np.ndarray] = None) -> np.ndarray:
         """Label map (uint8, the model's label values) on the image's own voxel grid.
 
-        With a cord mask (on the image grid) and a session `roi_margin_mm`, the network runs only inside the
-        mask's bounding box widened by that margin, with tiles shrunk to that box; everything outside is
-        background. The image is normalised as a whole first, so only the tiling differs from a full prediction.
+        With a cord mask (on the image grid) and a session `region` other than "whole", the network runs only
+        around the mask's bounding box widened by `roi_margin_mm` (see the class); everything outside the box is
+        background. The image is normalised as a whole first, as for a whole-image prediction.
         An image whose resampling to the model's voxel size cannot fit in memory is refused (InputImageError)
         before anything is allocated.
         """
@@ -293,8 +297,8 @@ class InferenceSession:
             logits = predictor.predict_logits_from_preprocessed_data(data).cpu()
         finally:
             del predictor._internal_get_sliding_window_slicers  # back to the class's method
-        background = torch.full((logits.shape[0], 1, 1, 1), -30.0, dtype=logits.dtype)
-        background[0] = 0.0
+        background = torch.full((logits.shape[0], 1, 1, 1), _OTHER_LOGIT, dtype=logits.dtype)
+        background[0] = _BACKGROUND_LOGIT
         logits = torch.where(torch.isnan(logits[:1]), background, logits)  # no tile ran there: 0/0
         del data
         return self._segmentation(logits, properties)
@@ -312,8 +316,9 @@ class InferenceSession:
         if tuple(data.shape[1:]) == tuple(properties["shape_after_cropping_and_before_resampling"]):
             return self._segmentation_in_box(region_logits, box, data.shape[1:], properties)
         # Half precision, as nnU-Net keeps its logits; background wherever the network did not run.
-        logits = torch.zeros((self.label_manager.num_segmentation_heads, *data.shape[1:]), dtype=torch.half)
-        logits[1:] = -30.0
+        logits = torch.full((self.label_manager.num_segmentation_heads, *data.shape[1:]), _OTHER_LOGIT,
+                            dtype=torch.half)
+        logits[0] = _BACKGROUND_LOGIT
         logits[(slice(None), *box)] = region_logits
         del data, crop, region_logits
         return self._segmentation(logits, properties)
@@ -394,11 +399,3 @@ class InferenceSession:
             high = min(part.stop - crop[axis][0], cropped_shape[axis]) * scale[axis]
             slices.append(slice(int(np.floor(low)), int(min(np.ceil(high), preprocessed_shape[axis]))))
         return tuple(slices)
-
-
-def _with_patch_size(configuration_manager, patch_size):
-    from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
-
-    configuration = dict(configuration_manager.configuration)
-    configuration["patch_size"] = list(patch_size)
-    return ConfigurationManager(configuration)

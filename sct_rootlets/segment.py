@@ -73,7 +73,8 @@ def plan_outputs(inputs: Sequence[Path], output: Optional[Path] = None, *, overw
     if output is not None and not str(output).endswith(NIFTI_EXTENSIONS):
         raise OutputError(f"Output {output} must end with .nii.gz or .nii.")
     targets = [Path(output) if output else default_output_path(Path(i), suffix) for i in inputs]
-    plans = [OutputPlan(input=Path(i), image=target, sidecar=sidecar_path(target)) for i, target in zip(inputs, targets)]
+    plans = [OutputPlan(input=Path(i), image=target, sidecar=sidecar_path(target))
+             for i, target in zip(inputs, targets)]
     input_paths = {Path(os.path.abspath(p)) for p in inputs}
     seen = set()
     for plan in plans:
@@ -196,9 +197,9 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
         return cords.get(image, anatomy_labels.get("cord"), anatomy.cord,
                          required=cord_required) if cord_wanted else (None, None)
 
+    resolved = resolve_model(model, folds, progress=progress)  # a model problem stops the run before any work
     # The first image's cord is computed while the rootlets model loads (the cord step's numerical work
     # releases the interpreter, the model's loading is mostly imports): a second of a single run's start-up.
-    resolved = resolve_model(model, folds, progress=progress)  # a model problem stops the run before any work
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as worker:
         first_cord = worker.submit(cord_of, first)
         session = InferenceSession(resolved, device=device, tta=tta, step_size=step_size, threads=threads,
