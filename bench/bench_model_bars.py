@@ -1,20 +1,27 @@
 """A rootlets model against issue 7's bars for a starter model (binary and per-level Dice, level correctness on
-generated volumes; plausibility on a real scan).
+generated volumes) and issue 14's bars on real scans (plausibility, no ground truth).
 
     .venv/bin/sct_rootlets_synth -pam50 ../shared/data/pam50 -o /tmp/synth_test -n 20 -seed 5000
     .venv/bin/python bench/bench_model_bars.py synthetic --model MODEL --data /tmp/synth_test \
         [--region fast --engine auto]
-    .venv/bin/python bench/bench_model_bars.py real --model MODEL --image ../shared/data/real/sub-fakelesion_T2w.nii.gz \
-        --cord ../shared/data/real/sub-fakelesion_T2w_label-SC_seg.nii.gz
+    .venv/bin/python bench/bench_model_bars.py real --model MODEL \
+        --scans ../shared/data/real_bids ../shared/data/real/sub-fakelesion_T2w.nii.gz [--region whole --engine torch]
 
 `synthetic`: per volume, binary Dice and the mean Dice over the levels present in truth or prediction (both from
 `sct_rootlets.metrics.evaluate`), and over all volumes the share of predicted rootlet voxels touching a true
 rootlet (same voxel or a 26-neighbour) whose level is the level of the nearest true rootlet voxel.
-`real` (no ground truth): the share of predicted voxels outside the cord mask and within 15 mm of it, and whether
-the levels' mean superior-inferior positions are ordered rostro-caudally (C2 highest).
-`--model` is a model name or folder (default: what `sct_deepseg_rootlets` uses without -model). `--region`
-predicts as `sct_deepseg_rootlets -region` does, around the cord the bundled cord model computes (default: whole,
-nnU-Net's stock prediction).
+`real`: each `--scans` argument is a BIDS folder (every `sub-*/anat/sub-*_T2w.nii.gz` with a manual cord mask
+`derivatives/labels/sub-*/anat/<stem>_label-SC_seg.nii.gz`) or an image (cord mask `<stem>_label-SC_seg.nii.gz`
+beside it); `--image IMAGE [--cord MASK]` adds one more. Each scan is predicted as `sct_deepseg_rootlets` does
+without options (default region around the cord the bundled cord model computes, default engine); the MANUAL cord
+mask is used only for scoring. One JSON line per scan, then a summary. Bars: at least 20 rootlet voxels; a share of
+at least 0.90 of them outside the cord and within 15 mm of it; the levels' mean world superior positions strictly
+decreasing from C2 down; and, where `<stem>_desc-vertcentre_dlabel.nii.gz` (vertebral body centres, 2 = C2,
+9 = T2) is beside the cord mask, a share of at least 0.90 between 20 mm above the C2 centre and the T2 centre.
+`passes` combines the bars that apply.
+`--model` is a model name or folder (default: what `sct_deepseg_rootlets` uses without -model). `--region` and
+`--engine` are as `sct_deepseg_rootlets -region/-engine`, computing the cord as a run without -s does (defaults:
+the product's for `real`; whole and torch, nnU-Net's stock prediction, for `synthetic`).
 """
 
 import argparse
@@ -24,11 +31,11 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from sct_rootlets.image import load_input_image, load_label_image
+from sct_rootlets.image import check_same_grid, load_input_image, load_label_image
 from sct_rootlets.inference import InferenceSession
 from sct_rootlets.metrics import evaluate
 from sct_rootlets.models import resolve_model
-from sct_rootlets.options import ENGINES, REGION_MODES
+from sct_rootlets.options import DEFAULT_REGION, ENGINES, REGION_MODES
 
 
 def level_correctness(truth: np.ndarray, prediction: np.ndarray) -> tuple:
@@ -39,13 +46,13 @@ def level_correctness(truth: np.ndarray, prediction: np.ndarray) -> tuple:
     return int(touching.sum()), int((touching & (prediction == nearest_level)).sum())
 
 
-def _cord_for(session):
+def _cord_for(session, engine: str = "auto"):
     """The cord each prediction is restricted to: computed, as a run without -s computes it (None: whole image)."""
     if session.region == "whole":
         return lambda image: None
     from sct_rootlets.cord.segment import CordMasks
 
-    masks = CordMasks(device="cpu")
+    masks = CordMasks(device="cpu", engine=engine)
     return lambda image: masks.get(image)[0]
 
 
@@ -74,22 +81,76 @@ def synthetic(args, session) -> None:
                       "right_level_share": round(correct / max(touching, 1), 4)}))
 
 
-def real(args, session) -> None:
-    image = load_input_image(Path(args.image))
-    cord = load_label_image(Path(args.cord), "cord mask").data > 0
-    prediction = session.predict(image)
-    rootlets = prediction > 0
+def _beside(image_path: Path, folder: Path) -> tuple:
+    """(manual cord mask, vertebral centres or None) named after the image, in `folder`."""
+    stem = image_path.name.split(".nii")[0]
+    centres = folder / f"{stem}_desc-vertcentre_dlabel.nii.gz"
+    return folder / f"{stem}_label-SC_seg.nii.gz", centres if centres.is_file() else None
+
+
+def real_scans(args) -> list:
+    """(image, manual cord mask, vertebral centres or None) for each scan of --scans, then --image/--cord."""
+    scans = []
+    for given in map(Path, args.scans):
+        if not given.is_dir():
+            scans.append((given, *_beside(given, given.parent)))
+            continue
+        for image_path in sorted(given.glob("sub-*/anat/sub-*_T2w.nii.gz")):
+            cord, centres = _beside(image_path, given / "derivatives/labels" / image_path.parent.relative_to(given))
+            if cord.is_file():
+                scans.append((image_path, cord, centres))
+    if args.image:
+        cord, centres = _beside(Path(args.image), Path(args.image).parent)
+        scans.append((Path(args.image), Path(args.cord) if args.cord else cord, centres))
+    return scans
+
+
+def superior_mm(affine: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """World superior coordinate (RAS z) of voxel indices (n, 3)."""
+    return index @ affine[2, :3] + affine[2, 3]
+
+
+def real_bars(image, cord: np.ndarray, prediction: np.ndarray, centres=None) -> dict:
+    """Issue 14's bars for one prediction, scored against the manual `cord` (and vertebral `centres` if given)."""
+    affine, rootlets = image.nifti.affine, prediction > 0
+    count = int(rootlets.sum())
     distance_mm = ndimage.distance_transform_edt(~cord, sampling=image.zooms)
-    near = rootlets & ~cord & (distance_mm <= 15.0)
-    superior = {}
-    for level in np.unique(prediction[rootlets]):
-        index = np.argwhere(prediction == level)
-        superior[int(level)] = float((image.nifti.affine[:3, :3] @ index.mean(axis=0) + image.nifti.affine[:3, 3])[2])
-    ordered = sorted(superior)
-    print(json.dumps({"predicted_voxels": int(rootlets.sum()),
-                      "outside_cord_within_15mm_share": round(float(near.sum() / max(rootlets.sum(), 1)), 4),
-                      "mean_superior_mm_by_level": {k: round(v, 1) for k, v in superior.items()},
-                      "rostro_caudal_order": all(superior[a] > superior[b] for a, b in zip(ordered, ordered[1:]))}))
+    near = float((rootlets & ~cord & (distance_mm <= 15.0)).sum() / max(count, 1))
+    superior, levels = superior_mm(affine, np.argwhere(rootlets)), prediction[rootlets]
+    by_level = {int(level): float(superior[levels == level].mean()) for level in np.unique(levels)}
+    means = [by_level[level] for level in sorted(by_level)]
+    ordered = all(a > b for a, b in zip(means, means[1:]))
+    row = {"predicted_voxels": count, "outside_cord_within_15mm_share": round(near, 4),
+           "mean_superior_mm_by_level": {k: round(v, 1) for k, v in by_level.items()}, "rostro_caudal_order": ordered}
+    passes = count >= 20 and near >= 0.90 and ordered
+    if centres is not None:
+        c2, t2 = (superior_mm(affine, np.argwhere(centres == value)).mean() for value in (2, 9))
+        window = float(((superior >= t2) & (superior <= c2 + 20.0)).sum() / max(count, 1))
+        row.update({"c2_plus_20mm_superior_mm": round(float(c2) + 20.0, 1), "t2_superior_mm": round(float(t2), 1),
+                    "c2_plus_20mm_to_t2_share": round(window, 4)})
+        passes = passes and window >= 0.90
+    return {**row, "passes": bool(passes)}
+
+
+def real(args, session) -> None:
+    scans = real_scans(args)
+    if not scans:
+        raise SystemExit("No scan with a manual cord mask in --scans/--image.")
+    cord_for, passing = _cord_for(session, args.engine), 0
+    for image_path, cord_path, centres_path in scans:
+        image = load_input_image(image_path)
+        labels = [load_label_image(cord_path, "cord mask")]
+        if centres_path is not None:
+            labels.append(load_label_image(centres_path, "vertebral centres"))
+            if not all(np.any(labels[1].data == value) for value in (2, 9)):
+                raise SystemExit(f"{centres_path} lacks the C2 (2) or T2 (9) centre.")
+        check_same_grid(image, *labels)
+        prediction = session.predict(image, cord_for(image))
+        row = real_bars(image, labels[0].data > 0, prediction, labels[1].data if centres_path else None)
+        passing += row["passes"]
+        print(json.dumps({"image": str(image_path), **row}), flush=True)
+    print(json.dumps({"model": session.model.name, "region": session.region, "engine": session.engine,
+                      "scans": len(scans), "passing": passing}))
 
 
 def main() -> None:
@@ -97,11 +158,17 @@ def main() -> None:
     parser.add_argument("command", choices=("synthetic", "real"))
     parser.add_argument("--model", help="Model name or folder. Default: what sct_deepseg_rootlets uses.")
     parser.add_argument("--data", help="BIDS dataset written by sct_rootlets_synth (synthetic).")
-    parser.add_argument("--image", help="Image (real).")
-    parser.add_argument("--cord", help="Its cord mask (real).")
-    parser.add_argument("--region", choices=REGION_MODES, default="whole", help="As sct_deepseg_rootlets -region.")
-    parser.add_argument("--engine", choices=ENGINES, default="torch", help="As sct_deepseg_rootlets -engine.")
+    parser.add_argument("--scans", nargs="+", default=[], help="BIDS folders or images (real).")
+    parser.add_argument("--image", help="One more image (real).")
+    parser.add_argument("--cord", help="Its cord mask (real; default: <stem>_label-SC_seg.nii.gz beside it).")
+    parser.add_argument("--region", choices=REGION_MODES,
+                        help=f"As sct_deepseg_rootlets -region. Default: {DEFAULT_REGION} (real), whole (synthetic).")
+    parser.add_argument("--engine", choices=ENGINES, help="As sct_deepseg_rootlets -engine. Default: auto (real), "
+                                                          "torch (synthetic).")
     args = parser.parse_args()
+    product = args.command == "real"
+    args.region = args.region or (DEFAULT_REGION if product else "whole")
+    args.engine = args.engine or ("auto" if product else "torch")
     session = InferenceSession(resolve_model(args.model), device="cpu", region=args.region, engine=args.engine)
     (synthetic if args.command == "synthetic" else real)(args, session)
 
