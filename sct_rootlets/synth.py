@@ -192,13 +192,16 @@ def _covered_subvoxels(points: np.ndarray, radius_mm: float, voxel: np.ndarray) 
     return candidates[distance <= radius_mm]
 
 
-def _draw_rootlets(rng, zones: np.ndarray, cord: np.ndarray, options: SynthOptions) -> tuple:
+def draw_rootlets(rng, zones: np.ndarray, cord: np.ndarray, options: SynthOptions,
+                  outward_mm: Optional[np.ndarray] = None) -> tuple:
     """(labels, coverage fraction): bundles of strands from the cord surface through each zone, caudally and
-    laterally. A bundle's strands start and end within `bundle_radius_mm` of its own two ends, as rootlets run
-    together in bundles (each still a thin strand of its own)."""
+    outwards. A bundle's strands start and end within `bundle_radius_mm` of its own two ends, as rootlets run
+    together in bundles (each still a thin strand of its own). Strands end where `outward_mm` (default: the
+    distance from the cord) is large; the arrays are on a RAS grid of `options.voxel_size`."""
     voxel = np.array(options.voxel_size, float)
     shape = np.array(zones.shape)
     distance_mm = ndimage.distance_transform_edt(~cord, sampling=voxel) if cord.any() else np.full(zones.shape, 9.)
+    outward_mm = distance_mm if outward_mm is None else outward_mm
     labels = np.zeros(zones.shape, np.uint8)
     counts = np.zeros(zones.shape, np.uint16)
 
@@ -209,8 +212,8 @@ def _draw_rootlets(rng, zones: np.ndarray, cord: np.ndarray, options: SynthOptio
         pieces, n_pieces = ndimage.label(zones == level)
         for piece in range(1, n_pieces + 1):
             voxels = np.argwhere(pieces == piece)
-            d = distance_mm[tuple(voxels.T)]
-            near, far = voxels[d <= d.min() + 1.0], voxels[d >= np.percentile(d, 80)]
+            d, out = distance_mm[tuple(voxels.T)], outward_mm[tuple(voxels.T)]
+            near, far = voxels[d <= d.min() + 1.0], voxels[out >= np.percentile(out, 80)]
             for _ in range(rng.integers(options.bundles_per_zone[0], options.bundles_per_zone[1] + 1)):
                 start = near[rng.integers(len(near))] + rng.uniform(-0.5, 0.5, 3)
                 caudal = far[far[:, 2] <= start[2]]
@@ -255,7 +258,7 @@ def generate_case(template: Template, seed: int, options: SynthOptions = SynthOp
     zones = ndimage.map_coordinates(template.zones, coordinates, order=0, mode="constant", cval=0)
     discs_blobs = ndimage.map_coordinates(template.discs, coordinates, order=0, mode="constant", cval=0)
     cord = np.isin(tissues, (WM, GM))
-    rootlets, coverage = _draw_rootlets(rng, zones, cord, options)
+    rootlets, coverage = draw_rootlets(rng, zones, cord, options)
     image = _render(rng, tissues, coverage, options)
     discs = np.zeros(options.shape, np.uint8)
     for value in np.unique(discs_blobs[discs_blobs > 0]):

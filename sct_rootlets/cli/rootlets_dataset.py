@@ -16,6 +16,7 @@ def get_parser() -> argparse.ArgumentParser:
                f"  {PROG} manifest -path-data DS -o D1a.tsv -test-fraction 0.2 -seed 0\n"
                f"  {PROG} build -path-data DS -manifest D1a.tsv -o work/nnUNet_raw -id 101 -name D1a -labels level\n"
                f"  {PROG} augment -path-data DS -o DS_aug -label-suffix _label-SC_seg -n 12 -seed 1\n"
+               f"  {PROG} implant -path-data real_bids -o DS_implant -n 8 -seed 3001\n"
                f"  {PROG} predict-to-bids -path-data DS -model work/export/D1a-v1.zip",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="step", required=True)
@@ -57,6 +58,19 @@ def get_parser() -> argparse.ArgumentParser:
     augment.add_argument("-n", type=int, default=10, help="Variants per image (plus the original). Default: 10.")
     augment.add_argument("-seed", type=int, default=0)
 
+    implant = commands.add_parser("implant", help="Real scans with their own rootlets taken out of the CSF and "
+                                                  "generated, labelled ones drawn in (needs cord masks and C2/T2 "
+                                                  "vertebral centres), as BIDS sessions, for training.")
+    implant.add_argument("-path-data", dest="path_data", required=True, metavar="BIDS")
+    implant.add_argument("-o", required=True, metavar="BIDS", help="Dataset to write the cases into.")
+    implant.add_argument("-cord-suffix", dest="cord_suffix", default="_label-SC_seg",
+                         help="Cord masks (derivatives/labels). Default: _label-SC_seg.")
+    implant.add_argument("-landmarks-suffix", dest="landmarks_suffix", default="_desc-vertcentre_dlabel",
+                         help="C2 (2) and T2 (9) vertebral body centres (derivatives/labels). "
+                              "Default: _desc-vertcentre_dlabel.")
+    implant.add_argument("-n", type=int, default=8, help="Cases per image. Default: 8.")
+    implant.add_argument("-seed", type=int, default=0)
+
     predict = commands.add_parser("predict-to-bids", help="Predict unlabelled images as _desc-auto derivatives.")
     predict.add_argument("-path-data", dest="path_data", required=True, metavar="BIDS")
     predict.add_argument("-model", metavar="NAME_OR_FOLDER")
@@ -64,7 +78,7 @@ def get_parser() -> argparse.ArgumentParser:
     predict.add_argument("-exclude", metavar="REGEX|LIST")
     predict.add_argument("-device", default="auto")
     predict.add_argument("-threads", type=int)
-    for sub in (manifest, build, augment, predict):
+    for sub in (manifest, build, augment, implant, predict):
         add_common_arguments(sub)
     return parser
 
@@ -101,6 +115,15 @@ def run(args: argparse.Namespace, argv) -> None:
             raise RootletsError("-n must be at least 1.")
         written = augment_dataset(Path(args.path_data), Path(args.o), label_suffix=args.label_suffix, count=args.n,
                                   seed=args.seed, overwrite=args.overwrite, progress=args.verbose >= 1)
+        print(f"Done: {len(written)} images in {args.o}")
+    elif args.step == "implant":
+        from sct_rootlets.implant.draw import implant_dataset
+
+        if args.n < 1:
+            raise RootletsError("-n must be at least 1.")
+        written = implant_dataset(Path(args.path_data), Path(args.o), count=args.n, seed=args.seed,
+                                  cord_suffix=args.cord_suffix, landmarks_suffix=args.landmarks_suffix,
+                                  overwrite=args.overwrite, progress=args.verbose >= 1)
         print(f"Done: {len(written)} images in {args.o}")
     else:
         from sct_rootlets.training.predict_to_bids import predict_to_bids

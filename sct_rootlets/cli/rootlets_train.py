@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+from pathlib import Path
 
 from sct_rootlets.cli.common import add_common_arguments, run_command
 
@@ -59,6 +60,8 @@ def get_parser() -> argparse.ArgumentParser:
                        help="lean: bfloat16 autocast (about twice as fast on CPUs with AVX512-BF16 or AMX).")
     train.add_argument("-continue", dest="resume", action="store_true",
                        help="lean: continue from the fold's checkpoint_latest.pth.")
+    train.add_argument("-pretrained", metavar="CHECKPOINT",
+                       help="lean: start from this checkpoint's network weights (same plans' architecture).")
     train.add_argument("-data-workers", type=int, default=0, dest="data_workers",
                        help="Augmentation worker processes (0: in the training process). Default: 0.")
     export.add_argument("-name", required=True, help="Model name (registry key).")
@@ -97,7 +100,7 @@ def run(args: argparse.Namespace, argv) -> None:
             else args.oversample_foreground,
             mirror_axes=defaults.mirror_axes if args.mirror_axes is None else tuple(args.mirror_axes))
         folder = train_lean(args.work, args.dataset_id, fold=args.fold, schedule=schedule, device=args.device,
-                            resume=args.resume)
+                            resume=args.resume, pretrained=Path(args.pretrained) if args.pretrained else None)
         print(f"Done: {folder}")
     elif args.step == "train":
         folder = train.train(args.work, args.dataset_id, fold=args.fold, epochs=args.epochs,

@@ -165,8 +165,11 @@ def _dice(prediction: np.ndarray, truth: np.ndarray, labels: Sequence[int]) -> t
 
 
 def train_lean(work: Path, dataset_id: int, *, fold=0, schedule: LeanSchedule = LeanSchedule(),
-               device: str = "auto", resume: bool = False, log: Callable[[str], None] = print) -> Path:
-    """Train one fold with the lean loop; returns the fold folder (checkpoint_final.pth and a training log)."""
+               device: str = "auto", resume: bool = False, pretrained: Optional[Path] = None,
+               log: Callable[[str], None] = print) -> Path:
+    """Train one fold with the lean loop; returns the fold folder (checkpoint_final.pth and a training log).
+    `pretrained`: a checkpoint whose network weights start the training (same architecture; e.g. a model trained
+    on rendered volumes, fine-tuned on real anatomy), as nnU-Net's -pretrained_weights."""
     import torch
 
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
@@ -212,6 +215,14 @@ def train_lean(work: Path, dataset_id: int, *, fold=0, schedule: LeanSchedule = 
                                   weight_decay=schedule.weight_decay)
     start_epoch, best_dice = 0, -1.0
     latest = output / "checkpoint_latest.pth"
+    if pretrained is not None and not resume:
+        weights = torch.load(pretrained, map_location=device, weights_only=False)["network_weights"]
+        try:
+            network.load_state_dict(weights)
+        except RuntimeError as error:
+            raise TrainingError(f"{pretrained} is not a network of this dataset's plans: "
+                                f"{str(error).splitlines()[0]}") from error
+        report(f"starting from the weights of {pretrained}")
     if resume:
         if not latest.is_file():
             raise TrainingError(f"{latest} does not exist; nothing to continue.")
