@@ -56,6 +56,99 @@ def remove_caudal_to_point(labels: np.ndarray, affine: np.ndarray, point_ijk) ->
     return np.where(superior_mm >= threshold, labels, 0).astype(labels.dtype)
 
 
+def _level_pieces(labels: np.ndarray, affine: np.ndarray) -> list:
+    """Connected pieces (26-connected) of each level's own mask: per level, (level, voxel indices, piece number
+    of each voxel, voxel count and world superior coordinate of the centroid in mm of each piece)."""
+    superior_row = affine[2, :3]
+    pieces = []
+    for level in np.unique(labels[labels > 0]):
+        components, count = ndimage.label(labels == level, structure=_CONNECTIVITY)
+        where = np.nonzero(components)
+        numbers = components[where] - 1
+        voxels = np.bincount(numbers, minlength=count)
+        superior_mm = superior_row @ np.array(where, float) + affine[2, 3]
+        centroid_superior_mm = np.bincount(numbers, weights=superior_mm, minlength=count) / voxels
+        pieces.append((level, where, numbers, voxels, centroid_superior_mm))
+    return pieces
+
+
+def _isotonic_levels(original: np.ndarray, voxels: np.ndarray, n_levels: int) -> np.ndarray:
+    """Level indices, non-decreasing along the list, that change the fewest voxels; among those, the ones
+    closest to the original indices (voxel-weighted), so a changed piece takes the nearest level its
+    neighbours allow. Dynamic programming over pieces x levels: O(pieces x levels) time and memory.
+
+    `original`: level index (0..n_levels-1) of each piece, in list order; `voxels`: its voxel count.
+    """
+    n_pieces = len(original)
+    choices = np.arange(n_levels)
+    # One integer cost, (changed voxels, voxel-weighted index distance) compared lexicographically: the distance
+    # term of a whole solution is below `scale`, so it only breaks ties between equally few changed voxels.
+    scale = int(voxels.sum()) * max(n_levels - 1, 1) + 1
+    best_before = np.zeros((n_pieces, n_levels), np.intp)  # best level of the previous piece, given this one's
+    for index, (level, count) in enumerate(zip(original, voxels)):
+        own = np.where(choices == level, 0, scale * int(count)) + int(count) * np.abs(choices - level)
+        own = own.astype(np.int64)
+        if index:
+            # the previous piece's best level <= each choice (the lowest one on ties), and its cost
+            running = np.minimum.accumulate(cost)
+            new_minimum = np.r_[True, cost[1:] < running[:-1]]
+            best_before[index] = np.maximum.accumulate(np.where(new_minimum, choices, 0))
+            cost = running + own
+        else:
+            cost = own
+    chosen = np.empty(n_pieces, np.intp)
+    chosen[-1] = int(np.argmin(cost))
+    for index in range(n_pieces - 1, 0, -1):
+        chosen[index - 1] = best_before[index, chosen[index]]
+    return chosen
+
+
+def order_levels_rostro_caudally(labels: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Relabel the fewest voxels so that levels follow head-to-foot order (C2 highest ... T1 lowest).
+
+    Pieces are the 26-connected components of each level's own mask, placed at the world superior coordinate
+    (RAS+ z through `affine`, voxel -> world mm) of their centroid. Each piece gets a level such that a piece
+    higher than another never has a larger level value, changing as few voxels as possible (a voxel-weighted
+    discrete isotonic fit); a piece that changes takes the level nearest its own that its neighbours allow
+    (e.g. a small C3 piece below C6 and above C7 becomes C6). Pieces at the same height are placed in level
+    order, so they never force a change. Afterwards each level's centroid is at or below the previous level's.
+
+    New levels are chosen among the levels present: that loses nothing (the pieces that keep their level
+    already use present levels, and a changed piece can take the level of the nearest kept piece above or
+    below it at the same cost) and never invents a level the network did not predict. Values <= 0 are
+    background and left alone; no voxel is added or removed; shape and dtype are kept. An empty map, a map of
+    one level, or one already in order comes back unchanged (as a copy).
+    """
+    out = labels.copy()
+    foreground = labels > 0
+    if not foreground.any():
+        return out
+    # work in the bounding box of the labels (a few percent of a scan); the box's voxel (0, 0, 0) is `start`
+    box = tuple(slice(indices[0], indices[-1] + 1) for indices in
+                (np.flatnonzero(foreground.any(axis=tuple(other for other in range(3) if other != axis)))
+                 for axis in range(3)))
+    start = np.array([axis.start for axis in box], float)
+    box_affine = np.array(affine, float)
+    box_affine[:3, 3] += affine[:3, :3] @ start
+    per_level = _level_pieces(labels[box], box_affine)
+    if len(per_level) < 2:
+        return out
+    levels = np.array([level for level, *_ in per_level])
+    level_index = np.concatenate([np.full(len(voxels), index) for index, (*_, voxels, _) in enumerate(per_level)])
+    voxels = np.concatenate([voxels for *_, voxels, _ in per_level])
+    superior_mm = np.concatenate([superior for *_, superior in per_level])
+    order = np.lexsort((level_index, -superior_mm))  # highest first; at the same height, the lower level first
+    new_index = np.empty_like(level_index)
+    new_index[order] = _isotonic_levels(level_index[order], voxels[order], len(levels))
+    out_box, first = out[box], 0  # a view: writing into it writes into `out`
+    for level, where, numbers, piece_voxels, _ in per_level:
+        voxel_levels = levels[new_index[first:first + len(piece_voxels)]][numbers]
+        first += len(piece_voxels)
+        changed = voxel_levels != level
+        out_box[tuple(axis[changed] for axis in where)] = voxel_levels[changed]
+    return out
+
+
 def parse_dilation_size(text: str) -> tuple:
     """'3' -> (3,), '1x4' -> (1, 4), '2x2x0' -> (2, 2, 0): sizes in voxels as sct_maths -dilate takes them."""
     if not re.fullmatch(r"\d+(x\d+){0,2}", text.strip()):
@@ -115,11 +208,16 @@ def dilate(labels: np.ndarray, size: tuple, shape: str = "ball", dim: int = None
 @dataclass(frozen=True)
 class PostProcessing:
     """Post-processing chosen on the command line, applied in a fixed order: level range, cut below a disc,
-    distance to the cord, small components, dilation. Unset steps are skipped."""
+    distance to the cord, small components, rostro-caudal level order, dilation. Unset steps are skipped.
+
+    Levels are put in order after the cleaning steps, so pieces about to be dropped (far from the cord, too
+    small, outside the level range) neither count nor force changes, and before dilation, so the voxels counted
+    are the network's own (dilation grows pieces and lets the higher value win where levels meet)."""
     level_range: Optional[tuple] = None         # (lowest, highest) label value
     below_disc: Optional[int] = None            # disc label value; needs disc labels
     max_distance_mm: Optional[float] = None     # needs a cord mask
     min_volume_mm3: Optional[float] = None
+    order_levels: bool = True                   # see order_levels_rostro_caudally
     dilation: Optional[tuple] = None            # sct_maths size, e.g. (2,) or (2, 2, 0)
     dilation_shape: str = "ball"
     dilation_dim: Optional[int] = None
@@ -144,11 +242,17 @@ class PostProcessing:
             labels = keep_near_cord(labels, cord, zooms_mm, self.max_distance_mm)
         if self.min_volume_mm3 is not None:
             labels = remove_small_components(labels, zooms_mm, self.min_volume_mm3)
+        if self.order_levels:
+            labels = order_levels_rostro_caudally(labels, affine)
         if self.dilation is not None:
             labels = dilate(labels, self.dilation, self.dilation_shape, self.dilation_dim)
         return labels
 
     def as_dict(self) -> dict:
-        """The steps that are set, for provenance sidecars."""
-        return {key: value for key, value in asdict(self).items()
-                if value is not None and not (key.startswith("dilation_") and self.dilation is None)}
+        """The steps that are set, for provenance sidecars. order_levels appears only when on, so a map made
+        without it (with it off, or before it existed) has the same record and a resumed batch keeps it."""
+        record = {key: value for key, value in asdict(self).items()
+                  if value is not None and not (key.startswith("dilation_") and self.dilation is None)}
+        if not self.order_levels:
+            del record["order_levels"]
+        return record

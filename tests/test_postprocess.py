@@ -1,13 +1,17 @@
 """Per-level post-processing and sct_maths-style dilation, on volumes small enough to check by hand."""
 
+import itertools
+
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage
 from skimage import morphology
 from skimage.filters import rank
 
 from sct_rootlets import postprocess as pp
-from sct_rootlets.cli import rootlets_dilate
+from sct_rootlets.cli import deepseg_rootlets, rootlets_dilate
+from sct_rootlets.cli.segmentation_options import postprocessing_from_args
 
 
 def test_small_components_are_removed_per_level_in_mm3():
@@ -161,9 +165,175 @@ def test_postprocessing_chain_and_requirements():
     steps = pp.PostProcessing(level_range=(2, 9), below_disc=8)
     out = steps.apply(labels, (1, 1, 1), np.eye(4), discs=discs)
     np.testing.assert_array_equal(out[2, 2], [0, 0, 0, 0, 0] + [9] * 13 + [0, 0])
-    assert steps.as_dict() == {"level_range": (2, 9), "below_disc": 8}
+    assert steps.as_dict() == {"level_range": (2, 9), "below_disc": 8, "order_levels": True}
     with pytest.raises(ValueError, match="disc label 8 is not in the disc labels"):
         steps.apply(labels, (1, 1, 1), np.eye(4), discs=np.zeros_like(labels))
+
+
+#: Voxel axes pointing anterior, inferior and left (SCT's PSR), 0.8 x 0.5 x 1.2 mm: superior is axis 1 decreasing.
+PSR_AFFINE = np.array([[0.0, 0.0, -1.2, 10.0],
+                       [0.8, 0.0, 0.0, -20.0],
+                       [0.0, -0.5, 0.0, 30.0],
+                       [0.0, 0.0, 0.0, 1.0]])
+
+
+def _column(levels_and_sizes, gap: int = 2) -> np.ndarray:
+    """Boxes of 2x`size`x2 voxels down axis 1 (head to foot in PSR_AFFINE), `gap` background slices apart."""
+    labels = np.zeros((2, sum(size + gap for _, size in levels_and_sizes) + gap, 2), np.uint8)
+    start = gap
+    for level, size in levels_and_sizes:
+        labels[:, start:start + size] = level
+        start += size + gap
+    return labels
+
+
+def _pieces(labels: np.ndarray, affine: np.ndarray) -> list:
+    """(centroid superior mm, level, voxel mask) of each 26-connected piece of each level's own mask."""
+    pieces = []
+    for level in np.unique(labels[labels > 0]):
+        components, count = ndimage.label(labels == level, structure=np.ones((3, 3, 3)))
+        for number in range(1, count + 1):
+            centroid = ndimage.center_of_mass(components == number)
+            pieces.append((nib.affines.apply_affine(affine, centroid)[2], level, components == number))
+    return pieces
+
+
+def _level_centroids_superior_mm(labels: np.ndarray, affine: np.ndarray) -> list:
+    """World superior coordinate of each level's centroid, levels in increasing order."""
+    return [nib.affines.apply_affine(affine, ndimage.center_of_mass(labels == level))[2]
+            for level in np.unique(labels[labels > 0])]
+
+
+def test_psr_affine_points_axis_1_inferior():
+    assert nib.aff2axcodes(PSR_AFFINE) == ("A", "I", "L")
+
+
+@pytest.mark.parametrize("speck_level, new_level", [(3, 6), (8, 7)])
+def test_a_small_misplaced_piece_takes_the_level_around_it(speck_level, new_level):
+    # C2..C6, a 4-voxel speck between C6 and C7, then C7: only the speck changes, to C6 or C7, whichever is nearer
+    labels = _column([(2, 4), (3, 4), (4, 4), (5, 4), (6, 4), (speck_level, 1), (7, 4)])
+    out = pp.order_levels_rostro_caudally(labels, PSR_AFFINE)
+    speck = np.zeros_like(labels, bool)
+    speck[:, 32] = True      # slices 2-5 C2, 8-11 C3, ... 26-29 C6, 32 the speck, 35-38 C7
+    assert set(labels[speck]) == {speck_level}
+    np.testing.assert_array_equal(out, np.where(speck, new_level, labels))
+
+
+def test_the_big_pieces_keep_their_level_and_the_small_one_changes():
+    # a big C3 piece where it belongs and a small C3 piece below C6 (nothing below): the small one becomes C6
+    labels = _column([(2, 5), (3, 6), (4, 5), (5, 5), (6, 5), (3, 2)])
+    out = pp.order_levels_rostro_caudally(labels, PSR_AFFINE)
+    changed = out != labels
+    assert set(labels[changed]) == {3} and set(out[changed]) == {6} and np.count_nonzero(changed) == 2 * 2 * 2
+
+
+@pytest.mark.parametrize("upper, lower, changed_level, new_level", [(3, 8, 5, 4), (8, 3, 4, 5)])
+def test_of_two_pieces_out_of_order_the_smaller_changes(upper, lower, changed_level, new_level):
+    labels = _column([(5, upper), (4, lower)])  # C5 above C4: one of them must change
+    out = pp.order_levels_rostro_caudally(labels, PSR_AFFINE)
+    changed = out != labels
+    assert set(labels[changed]) == {changed_level} and set(out[changed]) == {new_level}
+    assert np.count_nonzero(changed) == 4 * min(upper, lower)
+
+
+def test_superior_comes_from_the_affine():
+    labels = _column([(2, 3), (3, 3), (4, 3)])  # in order for PSR_AFFINE, reversed when axis 1 points superior
+    np.testing.assert_array_equal(pp.order_levels_rostro_caudally(labels, PSR_AFFINE), labels)
+    flipped = PSR_AFFINE @ np.diag([1.0, -1.0, 1.0, 1.0])
+    out = pp.order_levels_rostro_caudally(labels, flipped)
+    assert np.count_nonzero(out != labels) == 2 * 2 * 3 * 2  # two of the three pieces change
+    centroids = _level_centroids_superior_mm(out, flipped)
+    assert centroids == sorted(centroids, reverse=True)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16])
+def test_an_ordered_map_is_unchanged_bit_for_bit(dtype):
+    labels = _column([(2, 3), (3, 3), (4, 3), (4, 1), (6, 2), (9, 3)]).astype(dtype)
+    labels[0, 17, 0] = 5          # in the one-slice C4 piece (slices 2-4 C2, 7-9 C3, 12-14 C4, 17 C4): same height
+    out = pp.order_levels_rostro_caudally(labels, PSR_AFFINE)
+    assert out.dtype == dtype and out.shape == labels.shape
+    np.testing.assert_array_equal(out, labels)
+
+
+def test_an_empty_map_and_a_single_level_are_unchanged():
+    empty = np.zeros((3, 4, 5), np.uint8)
+    np.testing.assert_array_equal(pp.order_levels_rostro_caudally(empty, PSR_AFFINE), empty)
+    one_level = _column([(5, 2), (5, 3), (5, 1)])
+    np.testing.assert_array_equal(pp.order_levels_rostro_caudally(one_level, PSR_AFFINE), one_level)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_fewest_voxels_change(seed):
+    """Against every non-decreasing choice of present levels for 7 separate pieces (at most 4**7)."""
+    rng = np.random.default_rng(seed)
+    levels = rng.choice([2, 3, 5, 9], size=7)
+    sizes = rng.integers(1, 6, size=7)
+    labels = _column(list(zip(levels, sizes)))
+    out = pp.order_levels_rostro_caudally(labels, PSR_AFFINE)
+    present = np.unique(levels)
+    fewest = min(int(np.sum(sizes[np.array(choice) != levels]))
+                 for choice in itertools.combinations_with_replacement(present, len(levels)))
+    assert np.count_nonzero(out != labels) == fewest * 4
+    centroids = _level_centroids_superior_mm(out, PSR_AFFINE)
+    assert centroids == sorted(centroids, reverse=True)
+
+
+def test_a_scattered_random_map_comes_out_in_order():
+    rng = np.random.default_rng(7)
+    labels = np.zeros((12, 60, 10), np.uint8)
+    for _ in range(40):
+        corner = rng.integers(0, (10, 57, 8))
+        size = rng.integers(1, 4, size=3)
+        labels[tuple(slice(c, c + s) for c, s in zip(corner, size))] = rng.integers(2, 10)
+    centroids = _level_centroids_superior_mm(labels, PSR_AFFINE)
+    assert centroids != sorted(centroids, reverse=True), "the input must be out of order for this test to mean much"
+
+    out = pp.order_levels_rostro_caudally(labels, PSR_AFFINE)
+
+    assert out.dtype == labels.dtype and out.shape == labels.shape
+    np.testing.assert_array_equal(out > 0, labels > 0)
+    centroids = _level_centroids_superior_mm(out, PSR_AFFINE)
+    assert centroids == sorted(centroids, reverse=True)
+    # every original piece has one new level, and a higher piece never has a larger one
+    pieces = [(superior_mm, np.unique(out[mask])) for superior_mm, _, mask in _pieces(labels, PSR_AFFINE)]
+    assert all(len(new) == 1 for _, new in pieces)
+    for (high_mm, high_level), (low_mm, low_level) in itertools.permutations(pieces, 2):
+        assert not (high_mm > low_mm and high_level[0] > low_level[0])
+
+
+def test_postprocessing_orders_levels_by_default_and_can_be_told_not_to():
+    labels = _column([(2, 4), (3, 4), (4, 4), (3, 1), (5, 4)])
+    ordered = pp.order_levels_rostro_caudally(labels, PSR_AFFINE)
+    assert np.any(ordered != labels)
+    np.testing.assert_array_equal(pp.PostProcessing().apply(labels, (0.8, 0.5, 1.2), PSR_AFFINE), ordered)
+    assert pp.PostProcessing().as_dict() == {"order_levels": True}
+    off = pp.PostProcessing(order_levels=False)
+    np.testing.assert_array_equal(off.apply(labels, (0.8, 0.5, 1.2), PSR_AFFINE), labels)
+    assert off.as_dict() == {}
+
+
+def test_levels_are_ordered_after_small_pieces_are_removed_and_before_dilation():
+    zooms = (0.8, 0.5, 1.2)  # 0.48 mm3 per voxel
+    labels = _column([(2, 4), (3, 4), (4, 4)])
+    labels[:, 12] = 2        # a 4-voxel C2 speck touching the bottom of C3: ordered first, it would join C3
+    expected = labels.copy()
+    expected[:, 12] = 0
+    np.testing.assert_array_equal(pp.PostProcessing(min_volume_mm3=2.0).apply(labels, zooms, PSR_AFFINE), expected)
+
+    # C5 between C2 and a bigger C4, touching: C5 becomes C4; dilated first, C5 would grow (the higher value wins
+    # where levels meet) to outweigh C4, and C4 would become C5
+    labels = _column([(2, 3), (5, 3), (4, 4)], gap=0)
+    expected = pp.dilate(pp.order_levels_rostro_caudally(labels, PSR_AFFINE), (1,), "ball")
+    assert set(expected.ravel()) == {2, 4}
+    assert set(pp.order_levels_rostro_caudally(pp.dilate(labels, (1,), "ball"), PSR_AFFINE).ravel()) == {2, 5}
+    np.testing.assert_array_equal(pp.PostProcessing(dilation=(1,)).apply(labels, zooms, PSR_AFFINE), expected)
+
+
+@pytest.mark.parametrize("options, order_levels", [([], True), (["-order-levels", "1"], True),
+                                                   (["-order-levels", "0"], False)])
+def test_order_levels_option(options, order_levels):
+    args = deepseg_rootlets.get_parser().parse_args(["-i", "t2.nii.gz", *options])
+    assert postprocessing_from_args(args).order_levels is order_levels
 
 
 @pytest.mark.parametrize("stored, extent", [(np.uint8, [4, 5]), (np.int16, [3, 4])])

@@ -71,6 +71,9 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser) -> None:
                       help="Remove rootlets farther than MM from the cord mask (-s, else computed).")
     post.add_argument("-min-size-mm3", type=positive_float, metavar="MM3", dest="min_size_mm3",
                       help="Remove connected pieces of each level smaller than MM3 cubic millimetres.")
+    post.add_argument("-order-levels", type=int, choices=(0, 1), default=1, dest="order_levels",
+                      help="1: relabel the pieces whose level is out of head-to-foot order (C2 highest ... T1 "
+                           "lowest), changing as few voxels as possible; 0: keep the network's levels. Default: 1.")
     add_dilation_arguments(post)
 
 
@@ -84,4 +87,4 @@ def postprocessing_from_args(args):
 
     return PostProcessing(level_range=args.keep_levels, below_disc=args.remove_below_disc,
                           max_distance_mm=args.max_distance_mm, min_volume_mm3=args.min_size_mm3,
-                          **dilation_options(args))
+                          order_levels=bool(args.order_levels), **dilation_options(args))
