@@ -13,7 +13,11 @@ from nibabel import orientations
 
 from conftest import SHARED_DATA, ras_image, run_cli
 from sct_rootlets.errors import ModelError
+from sct_rootlets.postprocess import PostProcessing
 from sct_rootlets.segment import segment_rootlets
+
+#: nnU-Net's own output: no post-processing, not even the level ordering every run does by default.
+STOCK = PostProcessing(order_levels=False)
 
 # nibabel axis codes for SCT's LPI, RPI and PSR (SCT names the side an axis starts from).
 STORED_AS = {"LPI": ("R", "A", "S"), "RPI": ("L", "A", "S"), "PSR": ("A", "I", "L")}
@@ -71,7 +75,8 @@ def test_output_equals_stock_predictor_on_input_grid(layout, base_image, tiny_tr
     path = tmp_path / f"sub-01_{layout}_T2w.nii.gz"
     nib.save(image, path)
 
-    [out_path] = segment_rootlets([path], model=str(tiny_model_root), device="cpu", region="whole")
+    [out_path] = segment_rootlets([path], model=str(tiny_model_root), device="cpu", region="whole",
+                                  postprocessing=STOCK)
 
     assert out_path == tmp_path / f"sub-01_{layout}_T2w_rootlets.nii.gz"
     out = nib.load(out_path)
@@ -119,7 +124,8 @@ def test_several_inputs_give_distinct_outputs_and_sidecars(base_image, tiny_mode
 def test_single_fold_matches_stock_single_fold(base_image, tiny_trainer_dir, tmp_path):
     path = tmp_path / "img.nii.gz"
     nib.save(base_image, path)
-    [out] = segment_rootlets([path], model=str(tiny_trainer_dir), folds=["1"], device="cpu", region="whole")
+    [out] = segment_rootlets([path], model=str(tiny_trainer_dir), folds=["1"], device="cpu", region="whole",
+                             postprocessing=STOCK)
     np.testing.assert_array_equal(np.asanyarray(nib.load(out).dataobj),
                                   stock_prediction(tiny_trainer_dir, nib.load(path), folds=(1,)))
 

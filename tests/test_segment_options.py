@@ -37,7 +37,7 @@ def test_postprocessing_and_levels_in_one_run(tiny_model_root, tmp_path, rootlet
 
     sidecar = json.loads(out.with_suffix("").with_suffix(".json").read_text())
     assert sidecar["Options"]["postprocessing"] == {"level_range": [2, 9], "max_distance_mm": 4.0,
-                                                    "min_volume_mm3": 2.0}
+                                                    "min_volume_mm3": 2.0, "order_levels": True}
     table = pd.read_csv(tmp_path / "sub-fakelesion_T2w_rootlets_spinal_levels.csv")
     assert list(table.columns[:7]) == ["spinal_level", "fname", "slice_start", "slice_end",
                                        "distance_from_pmj_start", "distance_from_pmj_end", "height"]
