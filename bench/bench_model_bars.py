@@ -19,9 +19,10 @@ at least 0.90 of them outside the cord and within 15 mm of it; the levels' mean 
 decreasing from C2 down; and, where `<stem>_desc-vertcentre_dlabel.nii.gz` (vertebral body centres, 2 = C2,
 9 = T2) is beside the cord mask, a share of at least 0.90 between 20 mm above the C2 centre and the T2 centre.
 `passes` combines the bars that apply.
-`--model` is a model name or folder (default: what `sct_deepseg_rootlets` uses without -model). `--region` and
-`--engine` are as `sct_deepseg_rootlets -region/-engine`, computing the cord as a run without -s does (defaults:
-the product's for `real`; whole and torch, nnU-Net's stock prediction, for `synthetic`).
+`--model` is a model name or folder (default: what `sct_deepseg_rootlets` uses without -model). `--region`,
+`--engine` and `--order-levels` are as `sct_deepseg_rootlets -region/-engine/-order-levels`, computing the cord
+as a run without -s does (defaults: the product's for `real`; whole and torch for `synthetic`; levels ordered for
+both, as every run orders them; `--region whole --order-levels 0` is nnU-Net's stock prediction).
 """
 
 import argparse
@@ -36,6 +37,7 @@ from sct_rootlets.inference import InferenceSession
 from sct_rootlets.metrics import evaluate
 from sct_rootlets.models import resolve_model
 from sct_rootlets.options import DEFAULT_REGION, ENGINES, REGION_MODES
+from sct_rootlets.postprocess import PostProcessing
 
 
 def level_correctness(truth: np.ndarray, prediction: np.ndarray) -> tuple:
@@ -56,16 +58,26 @@ def _cord_for(session, engine: str = "auto"):
     return lambda image: masks.get(image)[0]
 
 
+def _predictor(args, session, engine: str = "auto"):
+    """image -> label map as `sct_deepseg_rootlets` writes it with -region/-engine/-order-levels as given."""
+    cord_for, postprocessing = _cord_for(session, engine), PostProcessing(order_levels=bool(args.order_levels))
+
+    def predict(image):
+        cord = cord_for(image)
+        return postprocessing.apply(session.predict(image, cord), image.zooms, image.nifti.affine, cord=cord)
+    return predict
+
+
 def synthetic(args, session) -> None:
     data = Path(args.data)
-    cord_for = _cord_for(session)
+    predict = _predictor(args, session)
     rows, touching, correct = [], 0, 0
     for image_path in sorted(data.glob("sub-*/anat/*_T2w.nii.gz")):
         labels = data / "derivatives/labels" / image_path.parent.relative_to(data)
         truth = load_label_image(labels / image_path.name.replace("_T2w.nii.gz", "_T2w_label-rootlets_dseg.nii.gz"),
                                  "rootlets").data.astype(np.uint8)
         image = load_input_image(image_path)
-        prediction = session.predict(image, cord_for(image))
+        prediction = predict(image)
         table = evaluate(truth, prediction, image.nifti.affine, image.zooms).set_index("level")
         levels = table.drop(index="all")
         n_touching, n_correct = level_correctness(truth, prediction)
@@ -136,7 +148,7 @@ def real(args, session) -> None:
     scans = real_scans(args)
     if not scans:
         raise SystemExit("No scan with a manual cord mask in --scans/--image.")
-    cord_for, passing = _cord_for(session, args.engine), 0
+    predict, passing = _predictor(args, session, args.engine), 0
     for image_path, cord_path, centres_path in scans:
         image = load_input_image(image_path)
         labels = [load_label_image(cord_path, "cord mask")]
@@ -145,7 +157,7 @@ def real(args, session) -> None:
             if not all(np.any(labels[1].data == value) for value in (2, 9)):
                 raise SystemExit(f"{centres_path} lacks the C2 (2) or T2 (9) centre.")
         check_same_grid(image, *labels)
-        prediction = session.predict(image, cord_for(image))
+        prediction = predict(image)
         row = real_bars(image, labels[0].data > 0, prediction, labels[1].data if centres_path else None)
         passing += row["passes"]
         print(json.dumps({"image": str(image_path), **row}), flush=True)
@@ -165,6 +177,8 @@ def main() -> None:
                         help=f"As sct_deepseg_rootlets -region. Default: {DEFAULT_REGION} (real), whole (synthetic).")
     parser.add_argument("--engine", choices=ENGINES, help="As sct_deepseg_rootlets -engine. Default: auto (real), "
                                                           "torch (synthetic).")
+    parser.add_argument("--order-levels", type=int, choices=(0, 1), default=1,
+                        help="As sct_deepseg_rootlets -order-levels. Default: 1.")
     args = parser.parse_args()
     product = args.command == "real"
     args.region = args.region or (DEFAULT_REGION if product else "whole")

@@ -206,6 +206,18 @@ def test_lean_trainer_writes_an_nnunet_fold_that_segments_and_can_continue(tmp_p
     log = (fold / "training_log.txt").read_text()
     assert "continuing after epoch 2" in log and "epoch 3/3: loss" in log and "epoch 1/3" not in log
 
+    start = fold / "checkpoint_final.pth"
+    cli(*train, "-epochs", "1", "-fold", "1", "-pretrained", start, "-learning-rate", "1e-9")
+    tuned = torch.load(fold.parent / "fold_1" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert "starting from the weights of" in (fold.parent / "fold_1" / "training_log.txt").read_text()
+    pretrained = torch.load(start, map_location="cpu", weights_only=False)["network_weights"]
+    for name, weights in pretrained.items():
+        torch.testing.assert_close(tuned["network_weights"][name], weights, atol=1e-5, rtol=0)
+    torch.save({"network_weights": {"another.network": torch.zeros(3)}}, tmp_path / "other.pth")
+    refused = run_cli(*train[1:], "-fold", "2", "-pretrained", tmp_path / "other.pth", env_home=rootlets_home,
+                      command=train[0])
+    assert refused.returncode == 1 and "other.pth is not a network of this dataset's plans" in refused.stderr
+
     session = InferenceSession(resolve_model(str(fold.parent)), device="cpu")
     nib.save(_subject(99)[0], tmp_path / "unseen.nii.gz")
     labels = session.predict(load_input_image(tmp_path / "unseen.nii.gz"))
