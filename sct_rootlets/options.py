@@ -12,3 +12,6 @@ REGION_MODES = ("whole", "exact", "fast")
 DEFAULT_REGION = "fast"
 #: Rootlets lie within about 15 mm of the cord: the default margin around its bounding box.
 DEFAULT_ROI_MARGIN_MM = 20.0
+#: Rootlets run inside the spinal canal: every PAM50 rootlet voxel lies within 7.5 mm of the cord (99th percentile
+#: 6.5 mm). Labels farther from a cord mask are removed; the rest is room for a computed cord's error, wider canals.
+DEFAULT_CANAL_MM = 12.0

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
-from sct_rootlets.options import DILATION_SHAPES
+from sct_rootlets.options import DEFAULT_CANAL_MM, DILATION_SHAPES
 
 #: 26-connectivity: a thin oblique rootlet touches itself only diagonally.
 _CONNECTIVITY = np.ones((3, 3, 3), bool)
@@ -210,12 +210,17 @@ class PostProcessing:
     """Post-processing chosen on the command line, applied in a fixed order: level range, cut below a disc,
     distance to the cord, small components, rostro-caudal level order, dilation. Unset steps are skipped.
 
+    Distance to the cord: `max_distance_mm`, the user's number, needs a cord mask. Without it, `canal_mm` (on by
+    default; None or 0 turns it off) removes labels outside the spinal canal whenever `apply` is given a cord
+    mask, and is skipped silently when none is at hand: an anatomical default never makes a cord required.
+
     Levels are put in order after the cleaning steps, so pieces about to be dropped (far from the cord, too
     small, outside the level range) neither count nor force changes, and before dilation, so the voxels counted
     are the network's own (dilation grows pieces and lets the higher value win where levels meet)."""
     level_range: Optional[tuple] = None         # (lowest, highest) label value
     below_disc: Optional[int] = None            # disc label value; needs disc labels
     max_distance_mm: Optional[float] = None     # needs a cord mask
+    canal_mm: Optional[float] = DEFAULT_CANAL_MM  # applied when a cord mask is given; max_distance_mm wins
     min_volume_mm3: Optional[float] = None
     order_levels: bool = True                   # see order_levels_rostro_caudally
     dilation: Optional[tuple] = None            # sct_maths size, e.g. (2,) or (2, 2, 0)
@@ -240,6 +245,8 @@ class PostProcessing:
             labels = remove_caudal_to_point(labels, affine, np.argwhere(discs == self.below_disc).mean(axis=0))
         if self.max_distance_mm is not None:
             labels = keep_near_cord(labels, cord, zooms_mm, self.max_distance_mm)
+        elif self.canal_mm and cord is not None and np.any(cord):
+            labels = keep_near_cord(labels, cord, zooms_mm, self.canal_mm)
         if self.min_volume_mm3 is not None:
             labels = remove_small_components(labels, zooms_mm, self.min_volume_mm3)
         if self.order_levels:
@@ -249,10 +256,13 @@ class PostProcessing:
         return labels
 
     def as_dict(self) -> dict:
-        """The steps that are set, for provenance sidecars. order_levels appears only when on, so a map made
-        without it (with it off, or before it existed) has the same record and a resumed batch keeps it."""
+        """The steps that are set, for provenance sidecars. order_levels and canal_mm appear only when on (canal_mm
+        also not when max_distance_mm replaces it), so a map made without them (turned off, or before they existed)
+        has the same record and a resumed batch keeps it. canal_mm acted only if the run had a cord mask."""
         record = {key: value for key, value in asdict(self).items()
                   if value is not None and not (key.startswith("dilation_") and self.dilation is None)}
         if not self.order_levels:
             del record["order_levels"]
+        if not self.canal_mm or self.max_distance_mm is not None:
+            record.pop("canal_mm", None)
         return record

@@ -44,6 +44,58 @@ def test_keep_near_cord_uses_millimetres():
     np.testing.assert_array_equal(out[0, 0], [5] * 5 + [0] * 7)  # voxels 0..4 lie within 2 mm
 
 
+def _canal_example():
+    """A cord voxel column at x = 0 and one label 5 mm from it (level 3), another 20 mm from it (level 6), at the
+    same height (so level ordering changes nothing), in 0.5 x 1 x 1 mm voxels."""
+    labels, cord = np.zeros((50, 3, 3), np.uint8), np.zeros((50, 3, 3), np.uint8)
+    cord[0, 1, :] = 1
+    labels[10, 1, 1], labels[40, 1, 1] = 3, 6     # 10 and 40 voxels of 0.5 mm
+    return labels, cord, (0.5, 1.0, 1.0)
+
+
+def test_labels_outside_the_canal_are_removed_whenever_there_is_a_cord():
+    labels, cord, zooms = _canal_example()
+    near_only = labels.copy()
+    near_only[40, 1, 1] = 0
+    assert pp.PostProcessing().canal_mm == 12.0
+    np.testing.assert_array_equal(pp.PostProcessing().apply(labels, zooms, np.eye(4), cord=cord), near_only)
+    # no cord at hand: skipped without error (the default never makes a cord required)
+    assert not pp.PostProcessing().needs_cord
+    np.testing.assert_array_equal(pp.PostProcessing().apply(labels, zooms, np.eye(4)), labels)
+    np.testing.assert_array_equal(pp.PostProcessing().apply(labels, zooms, np.eye(4), cord=np.zeros_like(cord)),
+                                  labels)
+    for off in (0, 0.0, None):
+        np.testing.assert_array_equal(pp.PostProcessing(canal_mm=off).apply(labels, zooms, np.eye(4), cord=cord),
+                                      labels)
+    # the user's -max-distance-mm wins over the default, wider or narrower
+    np.testing.assert_array_equal(pp.PostProcessing(max_distance_mm=25).apply(labels, zooms, np.eye(4), cord=cord),
+                                  labels)
+    np.testing.assert_array_equal(pp.PostProcessing(max_distance_mm=4).apply(labels, zooms, np.eye(4), cord=cord),
+                                  np.zeros_like(labels))
+    np.testing.assert_array_equal(pp.PostProcessing(canal_mm=25).apply(labels, zooms, np.eye(4), cord=cord), labels)
+
+
+def test_canal_mm_is_recorded_only_when_on_and_not_replaced():
+    assert pp.PostProcessing().as_dict() == {"canal_mm": 12.0, "order_levels": True}
+    assert pp.PostProcessing(canal_mm=7.5).as_dict() == {"canal_mm": 7.5, "order_levels": True}
+    assert pp.PostProcessing(max_distance_mm=25).as_dict() == {"max_distance_mm": 25, "order_levels": True}
+    # both steps off: the record a map had before they existed, so a resumed batch keeps such maps
+    assert pp.PostProcessing(canal_mm=0, order_levels=False).as_dict() == {}
+    assert pp.PostProcessing(canal_mm=None, order_levels=False).as_dict() == {}
+
+
+@pytest.mark.parametrize("options, canal_mm", [([], 12.0), (["-canal-mm", "8"], 8.0), (["-canal-mm", "0"], 0.0)])
+def test_canal_mm_option(options, canal_mm):
+    args = deepseg_rootlets.get_parser().parse_args(["-i", "t2.nii.gz", *options])
+    assert postprocessing_from_args(args).canal_mm == canal_mm
+
+
+def test_canal_mm_option_refuses_negative_distances(capsys):
+    with pytest.raises(SystemExit):
+        deepseg_rootlets.get_parser().parse_args(["-i", "t2.nii.gz", "-canal-mm", "-1"])
+    assert "not a non-negative number" in capsys.readouterr().err
+
+
 def test_keep_level_range():
     labels = np.arange(12, dtype=np.uint8).reshape(1, 1, 12)
     np.testing.assert_array_equal(pp.keep_level_range(labels, 2, 9)[0, 0], [0, 0, 2, 3, 4, 5, 6, 7, 8, 9, 0, 0])
@@ -165,7 +217,7 @@ def test_postprocessing_chain_and_requirements():
     steps = pp.PostProcessing(level_range=(2, 9), below_disc=8)
     out = steps.apply(labels, (1, 1, 1), np.eye(4), discs=discs)
     np.testing.assert_array_equal(out[2, 2], [0, 0, 0, 0, 0] + [9] * 13 + [0, 0])
-    assert steps.as_dict() == {"level_range": (2, 9), "below_disc": 8, "order_levels": True}
+    assert steps.as_dict() == {"level_range": (2, 9), "below_disc": 8, "canal_mm": 12.0, "order_levels": True}
     with pytest.raises(ValueError, match="disc label 8 is not in the disc labels"):
         steps.apply(labels, (1, 1, 1), np.eye(4), discs=np.zeros_like(labels))
 
@@ -306,10 +358,10 @@ def test_postprocessing_orders_levels_by_default_and_can_be_told_not_to():
     ordered = pp.order_levels_rostro_caudally(labels, PSR_AFFINE)
     assert np.any(ordered != labels)
     np.testing.assert_array_equal(pp.PostProcessing().apply(labels, (0.8, 0.5, 1.2), PSR_AFFINE), ordered)
-    assert pp.PostProcessing().as_dict() == {"order_levels": True}
+    assert pp.PostProcessing().as_dict() == {"canal_mm": 12.0, "order_levels": True}
     off = pp.PostProcessing(order_levels=False)
     np.testing.assert_array_equal(off.apply(labels, (0.8, 0.5, 1.2), PSR_AFFINE), labels)
-    assert off.as_dict() == {}
+    assert off.as_dict() == {"canal_mm": 12.0}
 
 
 def test_levels_are_ordered_after_small_pieces_are_removed_and_before_dilation():

@@ -61,6 +61,8 @@ def test_without_a_cord_mask_the_computed_one_keeps_rootlets_near_the_cord(tiny_
     assert sidecar["Options"]["cord_mask"]["Model"] == "sct-rootlets-cord"
     assert sidecar["Options"]["region"] == "fast" and sidecar["Options"]["roi_margin_mm"] == 20.0
     assert sidecar["Options"]["engine"] in ("openvino", "openvino-bf16"), "auto: OpenVINO for the fast region"
+    assert sidecar["Options"]["postprocessing"] == {"max_distance_mm": 4.0, "order_levels": True}, \
+        "the user's distance replaces -canal-mm"
     labels_image = nib.load(out)
     labels = np.asanyarray(labels_image.dataobj)
     cord = CordSegmenter(device="cpu").segment(load_input_image(image)) > 0
@@ -102,6 +104,12 @@ def test_qc_entries_from_segmentation_and_levels(tiny_model_root, tmp_path, root
         ("sct_deepseg_rootlets", "Axial", "sub-fakelesion", "study"),
         ("sct_deepseg_rootlets", "Sagittal", "sub-fakelesion", "study")]
     assert listed[0]["cmdline"].startswith("sct_deepseg_rootlets -i ")
+    sidecar = json.loads(out.with_suffix("").with_suffix(".json").read_text())
+    assert sidecar["Options"]["postprocessing"] == {"canal_mm": 12.0, "order_levels": True}
+    labels_image = nib.load(out)
+    distance_mm = ndimage.distance_transform_edt(~(np.asanyarray(nib.load(cord).dataobj) > 0),
+                                                 sampling=labels_image.header.get_zooms()[:3])
+    assert distance_mm[np.asanyarray(labels_image.dataobj) > 0].max() <= 12.0, "by default, only the canal's labels"
 
     refused = run_cli("-i", out, "-s", cord, "-qc", qc, "-ofolder", tmp_path / "levels", env_home=rootlets_home,
                       command="sct_rootlets_levels")

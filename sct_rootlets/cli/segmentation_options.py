@@ -3,7 +3,8 @@
 import argparse
 
 from sct_rootlets.cli.common import add_dilation_arguments, dilation_options, level_range, positive_float
-from sct_rootlets.options import DEFAULT_REGION, DEFAULT_ROI_MARGIN_MM, ENGINES, LEVEL_METHODS, REGION_MODES
+from sct_rootlets.options import (DEFAULT_CANAL_MM, DEFAULT_REGION, DEFAULT_ROI_MARGIN_MM, ENGINES, LEVEL_METHODS,
+                                  REGION_MODES)
 
 
 def _positive_int(text: str) -> int:
@@ -69,6 +70,10 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser) -> None:
                       help="Remove rootlets caudal to this disc label (SCT: 3 = C2/C3); needs -discs.")
     post.add_argument("-max-distance-mm", type=positive_float, metavar="MM", dest="max_distance_mm",
                       help="Remove rootlets farther than MM from the cord mask (-s, else computed).")
+    post.add_argument("-canal-mm", type=_non_negative_float, metavar="MM", dest="canal_mm", default=DEFAULT_CANAL_MM,
+                      help="Whenever the run has a cord mask (-s or computed), remove labels farther than MM from it, "
+                           "as rootlets run inside the spinal canal; -max-distance-mm replaces it, 0 keeps every "
+                           f"label. Default: {DEFAULT_CANAL_MM:g}.")
     post.add_argument("-min-size-mm3", type=positive_float, metavar="MM3", dest="min_size_mm3",
                       help="Remove connected pieces of each level smaller than MM3 cubic millimetres.")
     post.add_argument("-order-levels", type=int, choices=(0, 1), default=1, dest="order_levels",
@@ -86,5 +91,6 @@ def postprocessing_from_args(args):
     from sct_rootlets.postprocess import PostProcessing
 
     return PostProcessing(level_range=args.keep_levels, below_disc=args.remove_below_disc,
-                          max_distance_mm=args.max_distance_mm, min_volume_mm3=args.min_size_mm3,
+                          max_distance_mm=args.max_distance_mm, canal_mm=args.canal_mm,
+                          min_volume_mm3=args.min_size_mm3,
                           order_levels=bool(args.order_levels), **dilation_options(args))
