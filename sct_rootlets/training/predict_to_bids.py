@@ -18,10 +18,13 @@ AUTO_SUFFIX = "_label-rootlets_desc-auto_dseg"
 
 def predict_to_bids(dataset, *, model: Optional[str] = None, include: Optional[str] = None,
                     exclude: Optional[str] = None, device: str = "auto", threads: Optional[int] = None,
-                    folds: Optional[Sequence[str]] = None, postprocessing: PostProcessing = PostProcessing(),
+                    folds: Optional[Sequence[str]] = None,
+                    postprocessing: PostProcessing = PostProcessing(canal_mm=None),
                     overwrite: bool = False, command_line: str = "sct_rootlets_dataset predict-to-bids") -> list:
     """Write `derivatives/labels/<sub>/[<ses>/]anat/<stem>_label-rootlets_desc-auto_dseg.nii.gz` (+ JSON) for
-    every selected image without a manual rootlets label; return the written paths."""
+    every selected image without a manual rootlets label; return the written paths. The whole image is predicted
+    and no cord is computed, so the default post-processing leaves out the canal filter (the sidecar then says
+    what was done)."""
     from sct_rootlets.inference import InferenceSession
     from sct_rootlets.models import resolve_model
 
