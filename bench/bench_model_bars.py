@@ -20,7 +20,7 @@ decreasing from C2 down; and, where `<stem>_desc-vertcentre_dlabel.nii.gz` (vert
 9 = T2) is beside the cord mask, a share of at least 0.90 between 20 mm above the C2 centre and the T2 centre.
 `passes` combines the bars that apply.
 `--model` is a model name or folder (default: what `sct_deepseg_rootlets` uses without -model). `--region`,
-`--engine` and `--order-levels` are as `sct_deepseg_rootlets -region/-engine/-order-levels`, computing the cord
+`--engine`, `--order-levels` and `--canal-mm` are as `sct_deepseg_rootlets`'s options of those names, computing the cord
 as a run without -s does (defaults: the product's for `real`; whole and torch for `synthetic`; levels ordered for
 both, as every run orders them; `--region whole --order-levels 0` is nnU-Net's stock prediction).
 """
@@ -36,7 +36,7 @@ from sct_rootlets.image import check_same_grid, load_input_image, load_label_ima
 from sct_rootlets.inference import InferenceSession
 from sct_rootlets.metrics import evaluate
 from sct_rootlets.models import resolve_model
-from sct_rootlets.options import DEFAULT_REGION, ENGINES, REGION_MODES
+from sct_rootlets.options import DEFAULT_CANAL_MM, DEFAULT_REGION, ENGINES, REGION_MODES
 from sct_rootlets.postprocess import PostProcessing
 
 
@@ -59,8 +59,9 @@ def _cord_for(session, engine: str = "auto"):
 
 
 def _predictor(args, session, engine: str = "auto"):
-    """image -> label map as `sct_deepseg_rootlets` writes it with -region/-engine/-order-levels as given."""
-    cord_for, postprocessing = _cord_for(session, engine), PostProcessing(order_levels=bool(args.order_levels))
+    """image -> label map as `sct_deepseg_rootlets` writes it with -region/-engine/-order-levels/-canal-mm."""
+    cord_for = _cord_for(session, engine)
+    postprocessing = PostProcessing(order_levels=bool(args.order_levels), canal_mm=args.canal_mm)
 
     def predict(image):
         cord = cord_for(image)
@@ -179,6 +180,8 @@ def main() -> None:
                                                           "torch (synthetic).")
     parser.add_argument("--order-levels", type=int, choices=(0, 1), default=1,
                         help="As sct_deepseg_rootlets -order-levels. Default: 1.")
+    parser.add_argument("--canal-mm", type=float, default=DEFAULT_CANAL_MM,
+                        help=f"As sct_deepseg_rootlets -canal-mm (0: off). Default: {DEFAULT_CANAL_MM}.")
     args = parser.parse_args()
     product = args.command == "real"
     args.region = args.region or (DEFAULT_REGION if product else "whole")

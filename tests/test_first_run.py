@@ -12,11 +12,11 @@ import requests
 
 from conftest import ras_image, run_cli, write_lab_card
 from http_server import refused_url
-from sct_rootlets import download, install
+from sct_rootlets import download, install, registry
 from sct_rootlets.models import OFFLINE_ENV_VAR, offline_mode, resolve_model
 
 STARTER = "rootletseg-synth-starter"
-CAVEAT = "trained on synthetic data only: a demo and test model, not for research on real scans"
+CAVEAT = registry.offline_default_card().caveat
 
 
 @pytest.fixture

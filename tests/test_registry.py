@@ -27,7 +27,7 @@ def test_bundled_starter_model_is_the_offline_default_and_its_archive_is_intact(
 
     starter = registry.offline_default_card()
     assert starter is not None and starter.name == "rootletseg-synth-starter" and not starter.default
-    assert "synthetic data only" in starter.description
+    assert "generated rootlets" in starter.description and "not for research" in starter.caveat
     archive = registry.bundled_archive(starter)
     assert archive.is_file() and archive.stat().st_size <= 25 * 1024 ** 2
     assert sha256_of_file(archive) == starter.sha256

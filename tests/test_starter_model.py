@@ -1,14 +1,16 @@
-"""The bundled starter model (trained on synthetic data only) runs offline through the normal command: with no
+"""The bundled starter model (trained on generated rootlets only) runs offline through the normal command: with no
 model installed and SCT_ROOTLETS_OFFLINE set (as in every test), `sct_deepseg_rootlets` installs it from the
 package, warns what it is, and segments a generated volume (seed outside the training seeds) where its rootlets
-are: overlapping the true ones, beside the cord."""
+are: overlapping the true ones, beside the cord; and a real scan it never saw, in the CSF, levels in order."""
 
 import json
 
 import nibabel as nib
 import numpy as np
+import pytest
+from scipy import ndimage
 
-from conftest import run_cli
+from conftest import SHARED_DATA, run_cli
 from sct_rootlets.synth import SynthOptions, generate_case, load_template, write_case
 
 #: Well below the measured mean on 20 generated volumes (bench/RESULTS.md), to catch a broken model or pipeline.
@@ -22,7 +24,7 @@ def test_starter_model_segments_a_generated_volume_offline(tmp_path, rootlets_ho
     result = run_cli("-i", image_path, "-o", output, "-device", "cpu", env_home=rootlets_home)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "is not installed; using the bundled rootletseg-synth-starter instead" in result.stderr
-    assert "not for research on real scans" in result.stderr
+    assert "a demo and test model, not for research" in result.stderr
     labels = np.asanyarray(nib.load(output).dataobj)
     present = set(np.unique(labels)) - {0}
     assert present and present <= set(range(2, 10))
@@ -38,3 +40,24 @@ def test_starter_model_segments_a_generated_volume_offline(tmp_path, rootlets_ho
     provenance = json.loads((rootlets_home / "models" / "rootletseg-synth-starter" /
                              "sct_rootlets_install.json").read_text())
     assert provenance["checksum"] == "verified" and provenance["source"].startswith("bundled with sct_rootlets")
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "real").is_dir(), reason="../shared/data/real is not present")
+def test_starter_model_puts_rootlets_beside_the_cord_in_order_on_an_unseen_real_scan(tmp_path, rootlets_home):
+    """sub-fakelesion (0.8 mm, a 79 mm crop) was not used in training. A plain run (cord computed, labels outside
+    the canal dropped, levels ordered) must give issue 14's plausibility, scored against the manual cord."""
+    image_path = SHARED_DATA / "real" / "sub-fakelesion_T2w.nii.gz"
+    output = tmp_path / "rootlets.nii.gz"
+    result = run_cli("-i", image_path, "-o", output, "-device", "cpu", env_home=rootlets_home)
+    assert result.returncode == 0, result.stderr[-3000:]
+    image = nib.load(output)
+    labels = np.asanyarray(image.dataobj)
+    cord = np.asanyarray(nib.load(SHARED_DATA / "real" / "sub-fakelesion_T2w_label-SC_seg.nii.gz").dataobj) > 0
+    rootlets = labels > 0
+    assert rootlets.sum() >= 20
+    distance_mm = ndimage.distance_transform_edt(~cord, sampling=image.header.get_zooms()[:3])
+    assert np.mean(~cord[rootlets] & (distance_mm[rootlets] <= 15)) >= 0.9
+    superior = {level: (image.affine[2, :3] @ np.argwhere(labels == level).mean(axis=0)) for level in
+                np.unique(labels[rootlets])}
+    heights = [superior[level] for level in sorted(superior)]
+    assert all(a > b for a, b in zip(heights, heights[1:]))

@@ -35,7 +35,7 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser) -> None:
                          help="Installed model name, or an nnU-Net model folder (e.g. one SCT installed). "
                               "Default: the default model, downloaded and installed on first use; if that fails, "
                               "or with SCT_ROOTLETS_OFFLINE=1 (no download attempt), the bundled starter model, "
-                              "a demo model trained on synthetic data only (see -list-models).")
+                              "a demo model trained on generated rootlets only (see -list-models).")
     options.add_argument("-folds", nargs="+", metavar="FOLD",
                          help="Folds to ensemble (e.g. 0 1 or all). Default: every numbered fold present.")
     options.add_argument("-device", default="auto",
