@@ -31,9 +31,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def _dice_rows(model: str, pairs, engine: str):
-    from sct_rootlets.cord.segment import CordNotFoundError, CordSegmenter
-    from sct_rootlets.image import load_input_image, load_label_image
-    from sct_rootlets.metrics import dice
+    from sct_rootlets.anatomy.cord import CordNotFoundError, CordSegmenter
+    from sct_rootlets.io.image import load_input_image, load_label_image
+    from sct_rootlets.qc.metrics import dice
 
     segmenter = CordSegmenter(model=model, device="cpu", engine=engine)
     for image_path, truth_path in pairs:
@@ -72,8 +72,8 @@ def variants_command(args) -> None:
 
 def speed_command(args) -> None:
     if args.in_process:
-        from sct_rootlets.cord.segment import CordSegmenter
-        from sct_rootlets.image import load_input_image
+        from sct_rootlets.anatomy.cord import CordSegmenter
+        from sct_rootlets.io.image import load_input_image
 
         segmenter = CordSegmenter(device="cpu", engine=args.engine)
         segmenter.segment(load_input_image(args.image))  # warm: compiled engine, caches

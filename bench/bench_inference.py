@@ -48,7 +48,7 @@ def prepare(pam50: Path, work: Path) -> Path:
     import nibabel as nib
     import torch
 
-    from sct_rootlets.synth import generate_dataset, load_template
+    from sct_rootlets.synthetic.render import generate_dataset, load_template
     from sct_rootlets.training.train import nnunet_environment
 
     raw = work / "nnUNet_raw" / "Dataset900_Reference"
@@ -96,7 +96,7 @@ def _write_reference_images(pam50: Path, folder: Path) -> None:
     import nibabel as nib
     import numpy as np
 
-    from sct_rootlets.synth import SynthOptions, generate_case, load_template
+    from sct_rootlets.synthetic.render import SynthOptions, generate_case, load_template
 
     template = load_template(pam50)
     sizes = {"0.8mm_64x320x320": SynthOptions(),
@@ -119,9 +119,9 @@ def run_engine(engine: str, model: Path, image_path: Path) -> dict:
     import numpy as np
     import torch
 
-    from sct_rootlets.image import load_input_image, load_label_image
-    from sct_rootlets.inference import InferenceSession
-    from sct_rootlets.models import resolve_model
+    from sct_rootlets.io.image import load_input_image, load_label_image
+    from sct_rootlets.inference.session import InferenceSession
+    from sct_rootlets.store.resolve import resolve_model
 
     torch.set_num_threads(2)
     cord_path = image_path.with_name(image_path.name.replace(".nii.gz", "_cord.nii.gz"))
@@ -156,8 +156,8 @@ def _in_process(*args) -> dict:
 
 
 def speed(args) -> None:
-    from sct_rootlets.inference import InferenceSession
-    from sct_rootlets.models import resolve_model
+    from sct_rootlets.inference.session import InferenceSession
+    from sct_rootlets.store.resolve import resolve_model
 
     prepare(args.pam50, args.work)
     plans = json.loads((HERE / "reference_plans.json").read_text())["configurations"]["3d_fullres"]
@@ -177,9 +177,9 @@ def agreement(args) -> None:
     """Stock predictor vs the fast path (OpenVINO + region around the cord) with a trained model."""
     import numpy as np
 
-    from sct_rootlets.image import load_input_image, load_label_image
-    from sct_rootlets.inference import InferenceSession, region_box
-    from sct_rootlets.models import resolve_model
+    from sct_rootlets.io.image import load_input_image, load_label_image
+    from sct_rootlets.inference.session import InferenceSession, region_box
+    from sct_rootlets.store.resolve import resolve_model
 
     model = resolve_model(str(args.model))
     stock = InferenceSession(model, device="cpu", threads=2)  # equal to nnUNetPredictor (tests/test_inference.py)
@@ -256,10 +256,10 @@ def regions(args) -> None:
     """In-process time of each -region mode (model loaded, the cord computed once beforehand by the bundled cord
     model), with the tiles the network ran; whole and exact with PyTorch (their numerics are nnU-Net's), fast with
     -engine auto as the default runs it."""
-    from sct_rootlets.cord.segment import CordSegmenter
-    from sct_rootlets.image import load_input_image
-    from sct_rootlets.inference import InferenceSession
-    from sct_rootlets.models import resolve_model
+    from sct_rootlets.anatomy.cord import CordSegmenter
+    from sct_rootlets.io.image import load_input_image
+    from sct_rootlets.inference.session import InferenceSession
+    from sct_rootlets.store.resolve import resolve_model
 
     model = resolve_model(str(args.work / "model" / "nnUNetTrainer__nnUNetPlans__3d_fullres"))
     for image_path in args.images:

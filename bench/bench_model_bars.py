@@ -8,7 +8,7 @@ generated volumes) and issue 14's bars on real scans (plausibility, no ground tr
         --scans ../shared/data/real_bids ../shared/data/real/sub-fakelesion_T2w.nii.gz [--region whole --engine torch]
 
 `synthetic`: per volume, binary Dice and the mean Dice over the levels present in truth or prediction (both from
-`sct_rootlets.metrics.evaluate`), and over all volumes the share of predicted rootlet voxels touching a true
+`sct_rootlets.qc.metrics.evaluate`), and over all volumes the share of predicted rootlet voxels touching a true
 rootlet (same voxel or a 26-neighbour) whose level is the level of the nearest true rootlet voxel.
 `real`: each `--scans` argument is a BIDS folder (every `sub-*/anat/sub-*_T2w.nii.gz` with a manual cord mask
 `derivatives/labels/sub-*/anat/<stem>_label-SC_seg.nii.gz`) or an image (cord mask `<stem>_label-SC_seg.nii.gz`
@@ -32,12 +32,12 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from sct_rootlets.image import check_same_grid, load_input_image, load_label_image
-from sct_rootlets.inference import InferenceSession
-from sct_rootlets.metrics import evaluate
-from sct_rootlets.models import resolve_model
+from sct_rootlets.io.image import check_same_grid, load_input_image, load_label_image
+from sct_rootlets.inference.session import InferenceSession
+from sct_rootlets.qc.metrics import evaluate
+from sct_rootlets.store.resolve import resolve_model
 from sct_rootlets.options import DEFAULT_CANAL_MM, DEFAULT_REGION, ENGINES, REGION_MODES
-from sct_rootlets.postprocess import PostProcessing
+from sct_rootlets.anatomy.postprocess import PostProcessing
 
 
 def level_correctness(truth: np.ndarray, prediction: np.ndarray) -> tuple:
@@ -52,7 +52,7 @@ def _cord_for(session, engine: str = "auto"):
     """The cord each prediction is restricted to: computed, as a run without -s computes it (None: whole image)."""
     if session.region == "whole":
         return lambda image: None
-    from sct_rootlets.cord.segment import CordMasks
+    from sct_rootlets.anatomy.cord import CordMasks
 
     masks = CordMasks(device="cpu", engine=engine)
     return lambda image: masks.get(image)[0]

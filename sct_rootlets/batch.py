@@ -24,13 +24,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from sct_rootlets import __version__
-from sct_rootlets.bids import BidsImage
-from sct_rootlets.image import check_same_grid, load_input_image, load_label_image
-from sct_rootlets.levels import spinal_level_name
+from sct_rootlets.io.bids import BidsImage
+from sct_rootlets.io.image import check_same_grid, load_input_image, load_label_image
+from sct_rootlets.anatomy.levels import spinal_level_name
 from sct_rootlets.options import DEFAULT_REGION, DEFAULT_ROI_MARGIN_MM
-from sct_rootlets.postprocess import PostProcessing
-from sct_rootlets.segment import sidecar_content, write_label_map
-from sct_rootlets.spinal_levels import output_paths, write_spinal_levels
+from sct_rootlets.anatomy.postprocess import PostProcessing
+from sct_rootlets.io.outputs import sidecar_content, write_label_map
+from sct_rootlets.anatomy.spinal_levels import output_paths, write_spinal_levels
 
 logger = logging.getLogger(__name__)
 
@@ -123,8 +123,8 @@ _SESSIONS = {}
 
 def _session(settings: BatchSettings):
     """This process's loaded model for these settings (loaded on first use, then kept)."""
-    from sct_rootlets.inference import InferenceSession
-    from sct_rootlets.models import resolve_model
+    from sct_rootlets.inference.session import InferenceSession
+    from sct_rootlets.store.resolve import resolve_model
 
     key = (settings.model, settings.folds, settings.device, settings.tta, settings.step_size, settings.threads,
            settings.engine, settings.region, settings.roi_margin_mm)
@@ -139,7 +139,7 @@ def _session(settings: BatchSettings):
 
 def _cord_masks(settings: BatchSettings):
     """This process's cord model for the images without a manual cord mask (loaded on first need, then kept)."""
-    from sct_rootlets.cord.segment import CordMasks
+    from sct_rootlets.anatomy.cord import CordMasks
 
     key = ("cord", settings.device, settings.threads, settings.engine)
     if key not in _SESSIONS:
@@ -223,7 +223,7 @@ def _read_or_none(image: BidsImage):
 
 
 def _run_in_pool(images: list, settings: BatchSettings, jobs: int, bar) -> list:
-    from sct_rootlets.inference import available_cpus
+    from sct_rootlets.inference.session import available_cpus
 
     threads = settings.threads or max(1, available_cpus() // jobs)
     settings = BatchSettings(**{**settings.__dict__, "threads": threads})
@@ -286,14 +286,14 @@ def summary_table(images: list, settings: BatchSettings) -> pd.DataFrame:
 def run_batch(images: list, settings: BatchSettings, *, jobs: int = 1, scheduler: Optional[str] = None,
               resume: bool = False, progress: bool = True, source: Path = Path(".")) -> list:
     """Process the images; return one ItemResult per image (failures included, never raised)."""
-    from sct_rootlets.engine import select_engine
-    from sct_rootlets.inference import prediction_options, select_device
-    from sct_rootlets.models import resolve_model
+    from sct_rootlets.inference.engines import select_engine
+    from sct_rootlets.inference.session import prediction_options, select_device
+    from sct_rootlets.store.resolve import resolve_model
 
     model = resolve_model(settings.model, settings.folds)  # a model problem stops the run before any work
     cord_model_sha256 = ""
     if any("cord" not in image.labels for image in images):
-        from sct_rootlets.cord.segment import cord_model
+        from sct_rootlets.anatomy.cord import cord_model
 
         cord_model_sha256 = cord_model().files_sha256
 

@@ -1,12 +1,12 @@
 """Choices shared by the commands and the library, importable without numerical libraries (fast -h)."""
 
-#: Spinal-level definitions, see `sct_rootlets.levels`.
+#: Spinal-level definitions, see `sct_rootlets.anatomy.levels`.
 LEVEL_METHODS = ("extent", "gapfree")
-#: sct_maths -dilate footprints, see `sct_rootlets.postprocess`.
+#: sct_maths -dilate footprints, see `sct_rootlets.anatomy.postprocess`.
 DILATION_SHAPES = ("ball", "cube", "disk", "square")
-#: Network execution engines, see `sct_rootlets.engine`.
+#: Network execution engines, see `sct_rootlets.inference.engines`.
 ENGINES = ("auto", "torch", "openvino", "openvino-bf16")
-#: How the network covers an image whose cord mask is known, see `sct_rootlets.inference.InferenceSession`.
+#: How the network covers an image whose cord mask is known, see `sct_rootlets.inference.session.InferenceSession`.
 REGION_MODES = ("whole", "exact", "fast")
 #: What a run without -region uses (measured: bench/RESULTS.md, "Fast by default").
 DEFAULT_REGION = "fast"

@@ -1,122 +1,29 @@
-"""Segment rootlets in one or more images: the Python API behind `sct_deepseg_rootlets`.
+"""Segment rootlets (and the cord) in one or more images: the Python API behind `sct_deepseg_rootlets` and
+`sct_rootlets_cord`, files in, files out.
 
 Everything a run can fail on before the network runs (inputs, outputs, model) is checked first, so a bad
 argument costs no inference time and leaves nothing behind.
 """
 
 import concurrent.futures
-import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-import nibabel as nib
 import numpy as np
 
-from sct_rootlets import __version__
-from sct_rootlets.atomic import atomic_paths
-from sct_rootlets.errors import InputImageError, OutputError
-from sct_rootlets.image import (InputImage, check_same_grid, label_image_like, load_input_image, load_label_image,
-                                nifti_stem, NIFTI_EXTENSIONS)
-from sct_rootlets.models import ResolvedModel, resolve_model
+from sct_rootlets.anatomy.postprocess import PostProcessing
+from sct_rootlets.errors import InputImageError
+from sct_rootlets.io.image import InputImage, check_same_grid, load_input_image, load_label_image
+from sct_rootlets.io.outputs import plan_outputs, plan_outputs_exist, sidecar_content, write_label_map
 from sct_rootlets.options import DEFAULT_REGION, DEFAULT_ROI_MARGIN_MM
-from sct_rootlets.postprocess import PostProcessing
+from sct_rootlets.store.resolve import resolve_model
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_SUFFIX = "_rootlets"
-
-
-@dataclass(frozen=True)
-class OutputPlan:
-    """Where one input's label map and its JSON sidecar go."""
-    input: Path
-    image: Path
-    sidecar: Path
-
-
-def default_output_path(input_path: Path, suffix: str = OUTPUT_SUFFIX) -> Path:
-    """`<folder>/<stem>_rootlets.nii.gz` beside the input (never `_seg`, which overwrote cord masks)."""
-    return input_path.parent / f"{nifti_stem(input_path)}{suffix}.nii.gz"
-
-
-def sidecar_path(image_path: Path) -> Path:
-    return image_path.parent / f"{nifti_stem(image_path)}.json"
-
-
-def _nearest_existing_folder(folder: Path) -> Path:
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    return folder
-
-
-def _check_writable(folder: Path) -> None:
-    existing = _nearest_existing_folder(folder)
-    if not existing.is_dir():
-        raise OutputError(f"Output folder {folder} cannot be created: {existing} is not a folder.")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError:
-        raise OutputError(f"Output folder {folder} is not writable.") from None
-
-
-def plan_outputs(inputs: Sequence[Path], output: Optional[Path] = None, *, overwrite: bool = False,
-                 suffix: str = OUTPUT_SUFFIX) -> list:
-    """Output paths for each input (default: `<stem><suffix>.nii.gz` beside it), refusing collisions, overwrites
-    of inputs, and unwritable folders."""
-    if output is not None and len(inputs) != 1:
-        raise OutputError(f"An output name (-o) needs exactly one input; {len(inputs)} were given.")
-    if output is not None and not str(output).endswith(NIFTI_EXTENSIONS):
-        raise OutputError(f"Output {output} must end with .nii.gz or .nii.")
-    targets = [Path(output) if output else default_output_path(Path(i), suffix) for i in inputs]
-    plans = [OutputPlan(input=Path(i), image=target, sidecar=sidecar_path(target))
-             for i, target in zip(inputs, targets)]
-    input_paths = {Path(os.path.abspath(p)) for p in inputs}
-    seen = set()
-    for plan in plans:
-        for target in (plan.image, plan.sidecar):
-            absolute = Path(os.path.abspath(target))
-            if absolute in input_paths or any(target.exists() and target.samefile(p) for p in inputs):
-                raise OutputError(f"Output {target} would overwrite an input; choose another name with -o.")
-            if absolute in seen:
-                raise OutputError(f"Two inputs would write the same output {target}; segment them separately.")
-            seen.add(absolute)
-        plan_outputs_exist((plan.image, plan.sidecar), overwrite)
-        _check_writable(plan.image.parent)
-    return plans
-
-
-def plan_outputs_exist(paths, overwrite: bool) -> None:
-    """Refuse before any work when an output exists and may not be replaced."""
-    for path in paths:
-        if Path(path).exists() and not overwrite:
-            raise OutputError(f"Output {path} already exists; use -overwrite to replace it.")
-
-
-def sidecar_content(*, command_line: str, model: ResolvedModel, options: dict) -> dict:
-    """SCT's `GeneratedBy` block plus the exact model (hashes) and options that produced the output."""
-    generated_by = {"Name": command_line, "Version": __version__}
-    if model.url:
-        generated_by["ModelURL"] = model.url
-    return {
-        "GeneratedBy": [generated_by],
-        "Model": {"Name": model.name, "Version": model.version, "ArchiveSHA256": model.archive_sha256,
-                  "FilesSHA256": model.files_sha256, "Folder": str(model.folder.trainer_dir)},
-        "Options": options,
-    }
-
-
-def write_label_map(image_path: Path, sidecar_path: Path, labels, reference: nib.Nifti1Image, sidecar: dict,
-                    overwrite: bool) -> None:
-    """Write a label map on the reference grid and its JSON sidecar, both or neither."""
-    image_path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_paths([image_path, sidecar_path], overwrite=overwrite) as (image_tmp, sidecar_tmp):
-        nib.save(label_image_like(labels, reference), image_tmp)
-        sidecar_tmp.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+#: What `sct_rootlets_cord` appends to the input's stem, as SCT names cord masks.
+CORD_OUTPUT_SUFFIX = "_seg"
 
 
 @dataclass(frozen=True)
@@ -170,8 +77,8 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
     cord model computes one, and the sidecar says so.
     Raises a RootletsError subclass, with a message for the user, for anything the user can fix.
     """
-    from sct_rootlets.cord.segment import CordMasks
-    from sct_rootlets.inference import InferenceSession, select_device  # torch loads only when segmenting
+    from sct_rootlets.anatomy.cord import CordMasks
+    from sct_rootlets.inference.session import InferenceSession, select_device  # torch loads only when segmenting
 
     inputs = [Path(i) for i in inputs]
     if anatomy != Anatomy() and len(inputs) != 1:
@@ -184,7 +91,7 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
     plans = plan_outputs(inputs, Path(output) if output else None, overwrite=overwrite)
     wants_levels = any(path is not None for path in (anatomy.cord, anatomy.pmj, anatomy.discs))
     if wants_levels:
-        from sct_rootlets.spinal_levels import output_paths, write_spinal_levels  # pandas: only when needed
+        from sct_rootlets.anatomy.spinal_levels import output_paths, write_spinal_levels  # pandas: only when needed
 
         level_outputs = output_paths(plans[0].image, None, anatomy.discs is not None).values()
         plan_outputs_exist(level_outputs, overwrite)
@@ -232,4 +139,36 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
             rootlets_qc(qc.folder, plan.input, plan.image, cord_mask=cord, levels_csv=levels.get("spinal"),
                         command="sct_deepseg_rootlets", cmdline=command_line, dataset=qc.dataset,
                         subject=qc.subject)
+    return written
+
+
+def segment_cord(inputs: Sequence, *, output=None, model: Optional[str] = None, device: str = "auto",
+                 threads: Optional[int] = None, engine: str = "auto", overwrite: bool = False,
+                 command_line: Optional[str] = None, qc=None) -> list:
+    """Write `<stem>_seg.nii.gz` (or `output`, one input) and its JSON sidecar for each input; return the masks
+    written. Every input and output is checked before the model loads; an image without a cord stops the run
+    with nothing written for it. `qc` (QcOptions) adds report entries."""
+    from sct_rootlets.anatomy.cord import CordSegmenter
+
+    inputs = [Path(i) for i in inputs]
+    images = {inputs[0]: load_input_image(inputs[0])}
+    for path in inputs[1:]:
+        load_input_image(path)  # validate every input before any work
+    plans = plan_outputs(inputs, Path(output) if output else None, overwrite=overwrite, suffix=CORD_OUTPUT_SUFFIX)
+    segmenter = CordSegmenter(model=model, device=device, threads=threads, engine=engine)
+    command_line = command_line or f"sct_rootlets.segment.segment_cord({[str(i) for i in inputs]})"
+    written = []
+    for plan in plans:
+        image = images.pop(plan.input, None) or load_input_image(plan.input)
+        mask = segmenter.segment(image)
+        options = {**segmenter.options(), "input": str(plan.input)}
+        sidecar = sidecar_content(command_line=command_line, model=segmenter.model, options=options)
+        write_label_map(plan.image, plan.sidecar, mask, image.nifti, sidecar, overwrite)
+        logger.info("Wrote %s", plan.image)
+        written.append(plan.image)
+        if qc is not None and qc.folder is not None:
+            from sct_rootlets.qc.report import cord_qc
+
+            cord_qc(qc.folder, plan.input, plan.image, command="sct_rootlets_cord", cmdline=command_line,
+                    dataset=qc.dataset, subject=qc.subject)
     return written

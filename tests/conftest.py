@@ -11,7 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from sct_rootlets.models import OFFLINE_ENV_VAR
+from sct_rootlets.store.resolve import OFFLINE_ENV_VAR
 
 sys.path.insert(0, str(Path(__file__).parent))
 

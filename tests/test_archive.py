@@ -5,7 +5,7 @@ import zipfile
 
 import pytest
 
-from sct_rootlets import archive
+from sct_rootlets.store import archive
 from sct_rootlets.errors import InstallError
 
 

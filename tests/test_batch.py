@@ -2,9 +2,7 @@
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -13,7 +11,7 @@ import pandas as pd
 import pytest
 
 from conftest import BIN, ras_image, run_cli, synthetic_t2w
-from sct_rootlets import bids
+from sct_rootlets.io import bids
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPE = (24, 28, 16)

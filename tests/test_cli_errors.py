@@ -176,9 +176,9 @@ def test_model_folder_without_checkpoints(good_image, tmp_path, tiny_trainer_dir
 
 def test_no_model_installed_says_how_to_install(rootlets_home, monkeypatch):
     """Without the bundled offline model (see test_starter_model for the case with it)."""
-    from sct_rootlets import registry
+    from sct_rootlets.store import registry
     from sct_rootlets.errors import ModelError
-    from sct_rootlets.models import resolve_model
+    from sct_rootlets.store.resolve import resolve_model
 
     monkeypatch.setattr(registry, "offline_default_card", lambda: None)
     with pytest.raises(ModelError, match="install the default one with: sct_deepseg_rootlets -install"):

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from conftest import SHARED_DATA, run_cli
-from sct_rootlets.cord.segment import keep_cord_pieces
-from sct_rootlets.metrics import dice
+from sct_rootlets.anatomy.cord import keep_cord_pieces
+from sct_rootlets.qc.metrics import dice
 
 REAL_BIDS = SHARED_DATA / "real_bids"
 needs_real_bids = pytest.mark.skipif(not (REAL_BIDS / "sub-errsm24").is_dir(),

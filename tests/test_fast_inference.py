@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ras_image, run_cli, synthetic_t2w
-from sct_rootlets.engine import select_engine
+from conftest import ras_image, synthetic_t2w
+from sct_rootlets.inference.engines import select_engine
 from sct_rootlets.errors import ModelError
-from sct_rootlets.image import load_input_image
-from sct_rootlets.inference import InferenceSession, region_box, tile_shape
-from sct_rootlets.models import resolve_model
-from sct_rootlets.segment import Anatomy, segment_rootlets, sidecar_path
+from sct_rootlets.io.image import load_input_image
+from sct_rootlets.inference.session import InferenceSession, region_box, tile_shape
+from sct_rootlets.store.resolve import resolve_model
+from sct_rootlets.io.outputs import sidecar_path
+from sct_rootlets.segment import Anatomy, segment_rootlets
 from test_inference import STORED_AS, stored_as
 
 
@@ -60,7 +61,7 @@ def test_damaged_engine_cache_is_named_in_the_error(model_copy):
 
 
 def test_engine_choice_is_checked():
-    from sct_rootlets.engine import native_bf16_cpu
+    from sct_rootlets.inference.engines import native_bf16_cpu
 
     cpu = torch.device("cpu")
     assert select_engine("auto", cpu, "fast") == ("openvino-bf16" if native_bf16_cpu() else "openvino")

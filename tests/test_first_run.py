@@ -12,8 +12,8 @@ import requests
 
 from conftest import ras_image, run_cli, write_lab_card
 from http_server import refused_url
-from sct_rootlets import download, install, registry
-from sct_rootlets.models import OFFLINE_ENV_VAR, offline_mode, resolve_model
+from sct_rootlets.store import download, install, registry
+from sct_rootlets.store.resolve import OFFLINE_ENV_VAR, offline_mode, resolve_model
 
 STARTER = "rootletseg-synth-starter"
 CAVEAT = registry.offline_default_card().caveat

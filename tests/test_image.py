@@ -6,8 +6,8 @@ import pytest
 
 from conftest import ras_image
 from sct_rootlets.errors import InputImageError
-from sct_rootlets import image as image_module
-from sct_rootlets.image import (Reorientation, axcodes_to_sct_orientation, check_resampling_memory,
+from sct_rootlets.io import image as image_module
+from sct_rootlets.io.image import (Reorientation, axcodes_to_sct_orientation, check_resampling_memory,
                                 image_sct_orientation, label_image_like, load_input_image, load_label_image,
                                 sct_orientation_to_axcodes)
 

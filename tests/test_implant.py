@@ -7,10 +7,10 @@ import pytest
 from scipy import ndimage
 
 from conftest import SHARED_DATA, run_cli
-from sct_rootlets.implant.bands import UNLABELLED_LEVELS, level_bands
-from sct_rootlets.implant.canal import csf_mask, without_own_rootlets
-from sct_rootlets.implant.draw import implant, implant_dataset
-from sct_rootlets.synth import load_template
+from sct_rootlets.synthetic.bands import UNLABELLED_LEVELS, level_bands
+from sct_rootlets.synthetic.canal import csf_mask, without_own_rootlets
+from sct_rootlets.synthetic.implant import implant, implant_dataset
+from sct_rootlets.synthetic.render import load_template
 
 CORD, CSF, TISSUE = 250.0, 800.0, 120.0
 C2_S, T2_S = 50.0, -50.0

@@ -13,7 +13,7 @@ from nibabel import orientations
 
 from conftest import SHARED_DATA, ras_image, run_cli
 from sct_rootlets.errors import ModelError
-from sct_rootlets.postprocess import PostProcessing
+from sct_rootlets.anatomy.postprocess import PostProcessing
 from sct_rootlets.segment import segment_rootlets
 
 #: nnU-Net's own output: no post-processing, not even the level ordering every run does by default.

@@ -9,10 +9,10 @@ import pytest
 
 import tiny_model
 from conftest import ras_image, run_cli, write_lab_card
-from sct_rootlets import install
-from sct_rootlets.download import sha256_of_file
+from sct_rootlets.store import install
+from sct_rootlets.store.download import sha256_of_file
 from sct_rootlets.errors import InstallError, ModelError
-from sct_rootlets.models import resolve_model
+from sct_rootlets.store.resolve import resolve_model
 
 
 def _serve(server, archive, name="tiny.zip"):

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli
-from sct_rootlets.metrics import evaluate
+from sct_rootlets.qc.metrics import evaluate
 
 AFFINE = np.diag([1.0, 1.0, 2.0, 1.0])  # RAS, slice axis z, 2 mm slices
 

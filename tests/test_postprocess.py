@@ -9,7 +9,7 @@ from scipy import ndimage
 from skimage import morphology
 from skimage.filters import rank
 
-from sct_rootlets import postprocess as pp
+from sct_rootlets.anatomy import postprocess as pp
 from sct_rootlets.cli import deepseg_rootlets, rootlets_dilate
 from sct_rootlets.cli.segmentation_options import postprocessing_from_args
 

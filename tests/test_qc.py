@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from conftest import SHARED_DATA, ras_image, run_cli
 from sct_rootlets.qc import entries
-from sct_rootlets.qc.pictures import axial_mosaic, level_colour, sagittal_overview, save_png
+from sct_rootlets.qc.pictures import axial_mosaic, level_colour, sagittal_overview
 from sct_rootlets.qc.report import rootlets_qc
 
 REAL = SHARED_DATA / "real"

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import run_cli, write_lab_card
-from sct_rootlets import registry
+from sct_rootlets.store import registry
 from sct_rootlets.errors import ModelError
 
 
@@ -23,7 +23,7 @@ def test_shipped_cards_describe_the_published_releases():
 
 
 def test_bundled_starter_model_is_the_offline_default_and_its_archive_is_intact():
-    from sct_rootlets.download import sha256_of_file
+    from sct_rootlets.store.download import sha256_of_file
 
     starter = registry.offline_default_card()
     assert starter is not None and starter.name == "rootletseg-synth-starter" and not starter.default

@@ -48,8 +48,8 @@ def test_postprocessing_and_levels_in_one_run(tiny_model_root, tmp_path, rootlet
 
 def test_without_a_cord_mask_the_computed_one_keeps_rootlets_near_the_cord(tiny_model_root, tmp_path,
                                                                           rootlets_home):
-    from sct_rootlets.cord.segment import CordSegmenter
-    from sct_rootlets.image import load_input_image
+    from sct_rootlets.anatomy.cord import CordSegmenter
+    from sct_rootlets.io.image import load_input_image
 
     image = REAL / "sub-fakelesion_T2w.nii.gz"
     out = tmp_path / "seg" / "out.nii.gz"

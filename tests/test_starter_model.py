@@ -11,7 +11,7 @@ import pytest
 from scipy import ndimage
 
 from conftest import SHARED_DATA, run_cli
-from sct_rootlets.synth import SynthOptions, generate_case, load_template, write_case
+from sct_rootlets.synthetic.render import SynthOptions, generate_case, load_template, write_case
 
 #: Well below the measured mean on 20 generated volumes (bench/RESULTS.md), to catch a broken model or pipeline.
 STARTER_MIN_BINARY_DICE = 0.5

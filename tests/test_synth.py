@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA, run_cli
-from sct_rootlets.synth import LABEL_MIN_COVERAGE, SHIPPED_PAM50, SynthOptions, generate_case, load_template
+from sct_rootlets.synthetic.render import LABEL_MIN_COVERAGE, SHIPPED_PAM50, SynthOptions, generate_case, load_template
 
 PAM50 = SHARED_DATA / "pam50"
 PMJ = SHARED_DATA / "pam50_small" / "PAM50_small_t2_pmj_manual.nii.gz"
@@ -26,7 +26,7 @@ def test_shipped_maps_are_what_they_say(caplog):
     assert "LGPL-3.0" in (SHIPPED_PAM50 / "LICENSE").read_text()
     assert "GNU LESSER GENERAL PUBLIC LICENSE" in (SHIPPED_PAM50 / "COPYING.LESSER").read_text()
     assert "De Leener" in (SHIPPED_PAM50 / "CITATION").read_text()
-    with caplog.at_level("INFO", logger="sct_rootlets.synth"):
+    with caplog.at_level("INFO", logger="sct_rootlets.synthetic.render"):
         load_template()
     assert "PAM50 label maps: the copy shipped with sct_rootlets" in caplog.text
 

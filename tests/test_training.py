@@ -175,9 +175,9 @@ def test_binary_and_recode_modes(tmp_path):
 def test_lean_trainer_writes_an_nnunet_fold_that_segments_and_can_continue(tmp_path, rootlets_home):
     """The CPU loop for synthetic data: nnU-Net's results layout and checkpoint keys, a log line per epoch with the
     validation Dice, `-continue` from the latest checkpoint, and a fold our inference session loads."""
-    from sct_rootlets.image import load_input_image
-    from sct_rootlets.inference import InferenceSession
-    from sct_rootlets.models import resolve_model
+    from sct_rootlets.io.image import load_input_image
+    from sct_rootlets.inference.session import InferenceSession
+    from sct_rootlets.store.resolve import resolve_model
 
     dataset = make_labelled_dataset(tmp_path)
     work, manifest = tmp_path / "work", tmp_path / "m.tsv"

@@ -80,7 +80,7 @@ def level_range(text: str) -> tuple:
 
 
 def _dilation_size(text: str) -> tuple:
-    from sct_rootlets.postprocess import parse_dilation_size
+    from sct_rootlets.anatomy.postprocess import parse_dilation_size
 
     try:
         return parse_dilation_size(text)
@@ -102,7 +102,7 @@ def add_dilation_arguments(group) -> None:
 
 def dilation_options(args) -> dict:
     """PostProcessing keyword arguments from the dilation options, checked together."""
-    from sct_rootlets.postprocess import dilation_footprint
+    from sct_rootlets.anatomy.postprocess import dilation_footprint
 
     if args.dilate is None:
         return {}

@@ -48,8 +48,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def _list_models() -> None:
-    from sct_rootlets import install, registry
-    from sct_rootlets.models import default_choice
+    from sct_rootlets.store import install, registry
+    from sct_rootlets.store.resolve import default_choice
 
     installed = set(install.installed_names())
     cards = registry.all_cards()
@@ -69,7 +69,7 @@ def _list_models() -> None:
 
 
 def run(args: argparse.Namespace, argv) -> None:
-    from sct_rootlets import install
+    from sct_rootlets.store import install
 
     progress = args.verbose >= 1
     if args.list_models:

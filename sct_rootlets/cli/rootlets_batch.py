@@ -64,7 +64,8 @@ def _apply_config(parser: argparse.ArgumentParser, argv) -> None:
 
 
 def run(args: argparse.Namespace, argv) -> None:
-    from sct_rootlets import batch, bids
+    from sct_rootlets import batch
+    from sct_rootlets.io import bids
     from sct_rootlets.errors import RootletsError
 
     if not args.path_data or not args.path_output:

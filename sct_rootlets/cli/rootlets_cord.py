@@ -1,4 +1,4 @@
-"""`sct_rootlets_cord`: argument parsing only; the work is done by `sct_rootlets.cord.segment_cord`."""
+"""`sct_rootlets_cord`: argument parsing only; the work is done by `sct_rootlets.segment.segment_cord`."""
 
 import argparse
 import shlex
@@ -36,8 +36,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, argv) -> None:
-    from sct_rootlets.cord.segment import segment_cord
-    from sct_rootlets.segment import QcOptions
+    from sct_rootlets.segment import QcOptions, segment_cord
 
     written = segment_cord(args.inputs, output=args.o, model=args.model, device=args.device, threads=args.threads,
                            engine=args.engine, overwrite=args.overwrite, command_line=shlex.join([PROG, *argv]),

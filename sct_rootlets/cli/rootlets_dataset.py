@@ -117,7 +117,7 @@ def run(args: argparse.Namespace, argv) -> None:
                                   seed=args.seed, overwrite=args.overwrite, progress=args.verbose >= 1)
         print(f"Done: {len(written)} images in {args.o}")
     elif args.step == "implant":
-        from sct_rootlets.implant.draw import implant_dataset
+        from sct_rootlets.synthetic.implant import implant_dataset
 
         if args.n < 1:
             raise RootletsError("-n must be at least 1.")

@@ -24,10 +24,10 @@ def get_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, argv) -> None:
     import nibabel as nib
 
-    from sct_rootlets.atomic import atomic_paths
+    from sct_rootlets.io.atomic import atomic_paths
     from sct_rootlets.errors import RootletsError
-    from sct_rootlets.image import label_image_like, load_label_image, nifti_stem, stored_dtype
-    from sct_rootlets.postprocess import dilate
+    from sct_rootlets.io.image import label_image_like, load_label_image, nifti_stem, stored_dtype
+    from sct_rootlets.anatomy.postprocess import dilate
 
     if args.dilate is None:
         raise RootletsError("Give the dilation size with -dilate (e.g. -dilate 2).")

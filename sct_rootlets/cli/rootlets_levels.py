@@ -40,7 +40,7 @@ def run(args: argparse.Namespace, argv) -> None:
     import shlex
 
     from sct_rootlets.errors import RootletsError
-    from sct_rootlets.spinal_levels import write_spinal_levels
+    from sct_rootlets.anatomy.spinal_levels import write_spinal_levels
 
     if args.qc and not args.img:
         raise RootletsError("A QC report (-qc) needs the anatomical image as background (-img).")
@@ -48,8 +48,8 @@ def run(args: argparse.Namespace, argv) -> None:
         raise RootletsError("Spinal levels need the cord: give its mask (-s) or the T2w image to find it in (-img).")
     cord_mask = None
     if not args.s:
-        from sct_rootlets.cord.segment import CordSegmenter
-        from sct_rootlets.image import load_input_image
+        from sct_rootlets.anatomy.cord import CordSegmenter
+        from sct_rootlets.io.image import load_input_image
 
         cord_mask = CordSegmenter().segment(load_input_image(args.img))
     paths = write_spinal_levels(args.i, args.s, cord_mask=cord_mask, pmj_path=args.pmj, discs_path=args.discs,

@@ -23,9 +23,9 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, argv) -> None:
-    from sct_rootlets.atomic import atomic_paths
-    from sct_rootlets.image import check_same_grid, load_label_image
-    from sct_rootlets.metrics import evaluate
+    from sct_rootlets.io.atomic import atomic_paths
+    from sct_rootlets.io.image import check_same_grid, load_label_image
+    from sct_rootlets.qc.metrics import evaluate
 
     truth = load_label_image(args.gt, "ground truth")
     prediction = load_label_image(args.pred, "prediction")

@@ -49,8 +49,8 @@ def run(args: argparse.Namespace, argv) -> None:
     from pathlib import Path
 
     from sct_rootlets.errors import RootletsError
-    from sct_rootlets.image import sct_orientation_to_axcodes
-    from sct_rootlets.synth import SynthOptions, generate_dataset, load_template, subject_name
+    from sct_rootlets.io.image import sct_orientation_to_axcodes
+    from sct_rootlets.synthetic.render import SynthOptions, generate_dataset, load_template, subject_name
 
     try:
         sct_orientation_to_axcodes(args.orientation)

@@ -88,7 +88,7 @@ def add_levels_method_argument(group) -> None:
 
 
 def postprocessing_from_args(args):
-    from sct_rootlets.postprocess import PostProcessing
+    from sct_rootlets.anatomy.postprocess import PostProcessing
 
     return PostProcessing(level_range=args.keep_levels, below_disc=args.remove_below_disc,
                           max_distance_mm=args.max_distance_mm, canal_mm=args.canal_mm,

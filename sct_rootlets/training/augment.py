@@ -19,9 +19,9 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from sct_rootlets import bids
+from sct_rootlets.io import bids
 from sct_rootlets.errors import InputImageError, OutputError
-from sct_rootlets.image import load_input_image, load_label_image
+from sct_rootlets.io.image import load_input_image, load_label_image
 
 
 @dataclass(frozen=True)
@@ -108,16 +108,6 @@ def augment_case(rng, image: nib.Nifti1Image, label: np.ndarray, options: Augmen
     return variant, new_label
 
 
-def variant_paths(output: Path, image, k: int, tag: str = "aug") -> tuple:
-    """(anat folder, label folder, file stem, image path) of variant k of a BIDS image, in session
-    `ses-<its session><tag><k>`."""
-    session = f"ses-{(image.session or 'ses-')[4:]}{tag}{k:02d}"  # a session's variants stay apart
-    rest = image.stem[len(image.subject):]
-    stem = f"{image.subject}_{session}{rest.replace(f'_{image.session}', '') if image.session else rest}"
-    anat = output / image.subject / session / "anat"
-    return anat, output / "derivatives" / "labels" / image.subject / session / "anat", stem, anat / f"{stem}.nii.gz"
-
-
 def augment_dataset(source: Path, output: Path, *, label_suffix: str, count: int, seed: int,
                     options: AugmentOptions = AugmentOptions(), overwrite: bool = False,
                     progress: bool = False) -> list:
@@ -136,13 +126,13 @@ def augment_dataset(source: Path, output: Path, *, label_suffix: str, count: int
     if not pairs:
         raise InputImageError(f"{source} has no T2w image with a {label_suffix} label in derivatives/labels.")
     jobs = [(index, image, label, k) for index, (image, label) in enumerate(pairs) for k in range(count + 1)]
-    existing = [target for *_, target in (variant_paths(Path(output), image, k) for _, image, _, k in jobs)
+    existing = [target for *_, target in (bids.variant_paths(Path(output), image, k) for _, image, _, k in jobs)
                 if target.exists()]
     if existing and not overwrite:
         raise OutputError(f"{existing[0]} already exists; use -overwrite to replace the variants.")
     written = []
     for index, image, label_path, k in tqdm(jobs, disable=not progress, unit="variant"):
-        anat, labels, stem, _ = variant_paths(Path(output), image, k)
+        anat, labels, stem, _ = bids.variant_paths(Path(output), image, k)
         anat.mkdir(parents=True, exist_ok=True)
         labels.mkdir(parents=True, exist_ok=True)
         loaded = load_input_image(image.path)

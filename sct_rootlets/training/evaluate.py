@@ -8,8 +8,8 @@ matplotlib.use("Agg")  # files only, no screen
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from sct_rootlets.image import check_same_grid, load_label_image, nifti_stem  # noqa: E402
-from sct_rootlets.metrics import evaluate  # noqa: E402
+from sct_rootlets.io.image import check_same_grid, load_label_image, nifti_stem  # noqa: E402
+from sct_rootlets.qc.metrics import evaluate  # noqa: E402
 from sct_rootlets.training.manifest import DatasetError, read_manifest  # noqa: E402
 
 SUMMARY_METRICS = ("dice", "slice_dice_mean", "f1", "hd95_mm", "midpoint_error_mm")

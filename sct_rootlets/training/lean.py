@@ -26,8 +26,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from sct_rootlets.atomic import atomic_paths
-from sct_rootlets.metrics import dice
+from sct_rootlets.io.atomic import atomic_paths
+from sct_rootlets.qc.metrics import dice
 from sct_rootlets.training.train import CONFIGURATION, TRAINER_FOLDER, TrainingError, check_sampling, read_plans
 
 #: The trainer class whose network builder (plans -> network) the checkpoints rely on; nnU-Net looks it up by name.
@@ -176,7 +176,7 @@ def train_lean(work: Path, dataset_id: int, *, fold=0, schedule: LeanSchedule = 
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from sct_rootlets.inference import available_cpus, select_device
+    from sct_rootlets.inference.session import available_cpus, select_device
 
     check_sampling(schedule.foreground_share, schedule.mirror_axes)
     preprocessed, plans, dataset_json = read_plans(work, dataset_id)

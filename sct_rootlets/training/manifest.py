@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sct_rootlets import bids
+from sct_rootlets.io import bids
 from sct_rootlets.errors import RootletsError
 
 COLUMNS = ["subject", "session", "image", "label", "split", "rater", "include", "note"]

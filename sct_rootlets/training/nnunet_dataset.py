@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from sct_rootlets.errors import InputImageError
-from sct_rootlets.image import check_same_grid, load_input_image, load_label_image, nifti_stem
+from sct_rootlets.io.image import check_same_grid, load_input_image, load_label_image, nifti_stem
 from sct_rootlets.training.manifest import DatasetError, read_manifest
 
 LABEL_MODES = ("level", "binary", "recode")

@@ -5,10 +5,10 @@ import logging
 from pathlib import Path
 from typing import Optional, Sequence
 
-from sct_rootlets import bids
-from sct_rootlets.image import load_input_image
-from sct_rootlets.postprocess import PostProcessing
-from sct_rootlets.segment import sidecar_content, write_label_map
+from sct_rootlets.io import bids
+from sct_rootlets.io.image import load_input_image
+from sct_rootlets.anatomy.postprocess import PostProcessing
+from sct_rootlets.io.outputs import sidecar_content, write_label_map
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +25,8 @@ def predict_to_bids(dataset, *, model: Optional[str] = None, include: Optional[s
     every selected image without a manual rootlets label; return the written paths. The whole image is predicted
     and no cord is computed, so the default post-processing leaves out the canal filter (the sidecar then says
     what was done)."""
-    from sct_rootlets.inference import InferenceSession
-    from sct_rootlets.models import resolve_model
+    from sct_rootlets.inference.session import InferenceSession
+    from sct_rootlets.store.resolve import resolve_model
 
     dataset = Path(dataset)
     images = bids.select(bids.discover(dataset)[0], include, exclude)

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
-from sct_rootlets.download import sha256_of_file
+from sct_rootlets.store.download import sha256_of_file
 from sct_rootlets.errors import RootletsError
-from sct_rootlets.levels import spinal_level_name
+from sct_rootlets.anatomy.levels import spinal_level_name
 
 CONFIGURATION = "3d_fullres"
 TRAINER_FOLDER = f"nnUNetTrainer__nnUNetPlans__{CONFIGURATION}"
@@ -157,7 +157,7 @@ def train(work: Path, dataset_id: int, *, fold: int = 0, epochs: int = 1000, ite
     """
     import torch
 
-    from sct_rootlets.inference import select_device
+    from sct_rootlets.inference.session import select_device
 
     check_sampling(oversample_foreground, mirror_axes)
     _, plans, dataset_json = read_plans(work, dataset_id)

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
-from sct_rootlets.synth import Template
+from sct_rootlets.synthetic.render import Template
 
 #: SCT disc values around the C2 and T2 bodies (disc 2 is C1-C2, disc 3 C2-C3; disc 9 T1-T2, disc 10 T2-T3).
 C2_DISCS, T2_DISCS = (2, 3), (9, 10)

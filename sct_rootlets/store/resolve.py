@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from sct_rootlets import install, registry
-from sct_rootlets.download import sha256_of_file
+from sct_rootlets.store import install, registry
+from sct_rootlets.store.download import sha256_of_file
 from sct_rootlets.errors import InstallError, ModelError
-from sct_rootlets.image import sct_orientation_to_axcodes
-from sct_rootlets.model_folder import ModelFolder, open_model_folder
+from sct_rootlets.io.image import sct_orientation_to_axcodes
+from sct_rootlets.store.model_folder import ModelFolder, open_model_folder
 
 logger = logging.getLogger(__name__)
 

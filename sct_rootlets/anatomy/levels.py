@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from sct_rootlets.centerline import AxialFrame, Centerline
+from sct_rootlets.anatomy.centerline import AxialFrame, Centerline
 from sct_rootlets.options import LEVEL_METHODS
 
 SPINAL_COLUMNS = ["spinal_level", "fname", "slice_start", "slice_end", "distance_from_pmj_start",

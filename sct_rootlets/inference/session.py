@@ -19,10 +19,10 @@ from typing import Optional
 
 import numpy as np
 
-from sct_rootlets.engine import OpenVinoNetwork, cached_onnx_path, select_engine
+from sct_rootlets.inference.engines import OpenVinoNetwork, cached_onnx_path, select_engine
 from sct_rootlets.errors import ModelError
-from sct_rootlets.image import InputImage, Reorientation, check_resampling_memory, sct_orientation_to_axcodes
-from sct_rootlets.models import ResolvedModel
+from sct_rootlets.io.image import InputImage, Reorientation, check_resampling_memory, sct_orientation_to_axcodes
+from sct_rootlets.store.resolve import ResolvedModel
 from sct_rootlets.options import DEFAULT_ROI_MARGIN_MM, REGION_MODES
 
 logger = logging.getLogger(__name__)

@@ -15,13 +15,12 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from sct_rootlets import bids
+from sct_rootlets.io import bids
 from sct_rootlets.errors import InputImageError, OutputError
-from sct_rootlets.image import load_input_image, load_label_image
-from sct_rootlets.implant.bands import landmark_superior, level_bands
-from sct_rootlets.implant.canal import CANAL_REACH_MM, csf_mask, without_own_rootlets
-from sct_rootlets.synth import SynthOptions, draw_rootlets, load_template
-from sct_rootlets.training.augment import variant_paths
+from sct_rootlets.io.image import load_input_image, load_label_image
+from sct_rootlets.synthetic.bands import landmark_superior, level_bands
+from sct_rootlets.synthetic.canal import CANAL_REACH_MM, csf_mask, without_own_rootlets
+from sct_rootlets.synthetic.render import SynthOptions, draw_rootlets, load_template
 
 ROOTLETS_SUFFIX = "_label-rootlets_dseg"
 
@@ -129,7 +128,7 @@ def implant_dataset(source: Path, output: Path, *, count: int, seed: int, cord_s
     if not jobs:
         raise InputImageError(f"{source} has no T2w image with both a {cord_suffix} cord mask and "
                               f"{landmarks_suffix} landmarks in derivatives/labels.")
-    targets = [variant_paths(output, image, k, tag="implant") for image, *_, k in jobs]
+    targets = [bids.variant_paths(output, image, k, tag="implant") for image, *_, k in jobs]
     existing = [target for *_, target in targets if target.exists()]
     if existing and not overwrite:
         raise OutputError(f"{existing[0]} already exists; use -overwrite to replace the cases.")

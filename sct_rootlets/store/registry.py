@@ -14,7 +14,7 @@ from typing import Optional
 
 from sct_rootlets import paths
 from sct_rootlets.errors import ModelError
-from sct_rootlets.image import sct_orientation_to_axcodes
+from sct_rootlets.io.image import sct_orientation_to_axcodes
 
 #: The task of the models `sct_deepseg_rootlets` picks by default; cards of other models (e.g. a cord model) name
 #: their own task (SCT's names: "spinalcord", ...) so that their default and offline default do not compete.
@@ -106,7 +106,7 @@ def _read_card(text: str, source: str) -> ModelCard:
 
 
 def _bundled_cards() -> list:
-    folder = resources.files("sct_rootlets.model_cards")
+    folder = resources.files("sct_rootlets").joinpath("model_cards")
     return [_read_card(entry.read_text(encoding="utf-8"), entry.name)
             for entry in sorted(folder.iterdir(), key=lambda e: e.name) if entry.name.endswith(".json")]
 
@@ -163,7 +163,7 @@ def offline_default_card(task: str = ROOTLETS_TASK) -> Optional[ModelCard]:
 
 def bundled_archive(card: ModelCard):
     """The packaged archive of a bundled model (an importlib.resources traversable)."""
-    return resources.files("sct_rootlets.model_cards") / card.bundled
+    return resources.files("sct_rootlets").joinpath("model_cards") / card.bundled
 
 
 def card_for_archive(sha256: str, archive_name: str) -> Optional[ModelCard]:

@@ -22,11 +22,13 @@ from urllib.parse import urlparse
 
 import portalocker
 
-from sct_rootlets import __version__, paths, registry
-from sct_rootlets.archive import extract_zip
-from sct_rootlets.download import download_file, sha256_of_file
+from sct_rootlets import __version__, paths
+
+from sct_rootlets.store import registry
+from sct_rootlets.store.archive import extract_zip
+from sct_rootlets.store.download import download_file, sha256_of_file
 from sct_rootlets.errors import InstallError, ModelError
-from sct_rootlets.model_folder import find_trainer_dir, choose_checkpoints
+from sct_rootlets.store.model_folder import find_trainer_dir, choose_checkpoints
 
 logger = logging.getLogger(__name__)
 

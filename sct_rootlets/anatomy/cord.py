@@ -8,13 +8,13 @@ cleaned to the cord: connected pieces much smaller than the largest one (false p
 
 import logging
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 from scipy import ndimage
 
 from sct_rootlets.errors import RootletsError
-from sct_rootlets.image import InputImage, load_input_image
+from sct_rootlets.io.image import InputImage
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,6 @@ CORD_MODEL = "sct-rootlets-cord"
 MAX_TILE_VOXELS = 12_000_000
 #: A connected piece of the mask is kept if it holds at least this share of the largest piece's voxels.
 MIN_PIECE_SHARE = 0.2
-OUTPUT_SUFFIX = "_seg"
 
 
 class CordNotFoundError(RootletsError):
@@ -44,8 +43,8 @@ def keep_cord_pieces(mask: np.ndarray, min_share: float = MIN_PIECE_SHARE) -> np
 
 def cord_model(model: Optional[str] = None):
     """The given model (name or folder), else the bundled cord model, installed from the package on first use."""
-    from sct_rootlets import install
-    from sct_rootlets.models import resolve_model
+    from sct_rootlets.store import install
+    from sct_rootlets.store.resolve import resolve_model
 
     if model is None:
         install.install_model(CORD_MODEL, progress=False)  # a no-op once installed and intact
@@ -58,7 +57,7 @@ class CordSegmenter:
 
     def __init__(self, *, model: Optional[str] = None, device: str = "auto", threads: Optional[int] = None,
                  engine: str = "auto"):
-        from sct_rootlets.inference import InferenceSession
+        from sct_rootlets.inference.session import InferenceSession
 
         self.model = cord_model(model)
         self.session = InferenceSession(self.model, device=device, threads=threads, engine=engine, region="fast",
@@ -81,38 +80,6 @@ class CordSegmenter:
         """What a sidecar says about a computed cord mask."""
         return {"Computed": True, "Found": True, "Model": self.model.name, "Version": self.model.version,
                 "ArchiveSHA256": self.model.archive_sha256, "FilesSHA256": self.model.files_sha256}
-
-
-def segment_cord(inputs: Sequence, *, output=None, model: Optional[str] = None, device: str = "auto",
-                 threads: Optional[int] = None, engine: str = "auto", overwrite: bool = False,
-                 command_line: Optional[str] = None, qc=None) -> list:
-    """Write `<stem>_seg.nii.gz` (or `output`, one input) and its JSON sidecar for each input; return the masks
-    written. Every input and output is checked before the model loads; an image without a cord stops the run
-    with nothing written for it. `qc` (sct_rootlets.segment.QcOptions) adds report entries."""
-    from sct_rootlets.segment import plan_outputs, sidecar_content, write_label_map
-
-    inputs = [Path(i) for i in inputs]
-    images = {inputs[0]: load_input_image(inputs[0])}
-    for path in inputs[1:]:
-        load_input_image(path)  # validate every input before any work
-    plans = plan_outputs(inputs, Path(output) if output else None, overwrite=overwrite, suffix=OUTPUT_SUFFIX)
-    segmenter = CordSegmenter(model=model, device=device, threads=threads, engine=engine)
-    command_line = command_line or f"sct_rootlets.cord.segment_cord({[str(i) for i in inputs]})"
-    written = []
-    for plan in plans:
-        image = images.pop(plan.input, None) or load_input_image(plan.input)
-        mask = segmenter.segment(image)
-        options = {**segmenter.options(), "input": str(plan.input)}
-        sidecar = sidecar_content(command_line=command_line, model=segmenter.model, options=options)
-        write_label_map(plan.image, plan.sidecar, mask, image.nifti, sidecar, overwrite)
-        logger.info("Wrote %s", plan.image)
-        written.append(plan.image)
-        if qc is not None and qc.folder is not None:
-            from sct_rootlets.qc.report import cord_qc
-
-            cord_qc(qc.folder, plan.input, plan.image, command="sct_rootlets_cord", cmdline=command_line,
-                    dataset=qc.dataset, subject=qc.subject)
-    return written
 
 
 class CordMasks:

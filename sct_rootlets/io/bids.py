@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from sct_rootlets.image import nifti_stem
+from sct_rootlets.io.image import nifti_stem
 
 LABEL_SUFFIXES = {
     "cord": ("_label-SC_seg", "_seg-manual"),
@@ -119,3 +119,13 @@ def select(images: list, include: Optional[str] = None, exclude: Optional[str] =
         drop = matcher(exclude)
         chosen = [image for image in chosen if not drop(image)]
     return chosen
+
+
+def variant_paths(output: Path, image, k: int, tag: str = "aug") -> tuple:
+    """(anat folder, label folder, file stem, image path) of variant k of a BIDS image, in session
+    `ses-<its session><tag><k>`."""
+    session = f"ses-{(image.session or 'ses-')[4:]}{tag}{k:02d}"  # a session's variants stay apart
+    rest = image.stem[len(image.subject):]
+    stem = f"{image.subject}_{session}{rest.replace(f'_{image.session}', '') if image.session else rest}"
+    anat = output / image.subject / session / "anat"
+    return anat, output / "derivatives" / "labels" / image.subject / session / "anat", stem, anat / f"{stem}.nii.gz"

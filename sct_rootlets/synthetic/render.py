@@ -25,7 +25,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from tqdm import tqdm
 
-from sct_rootlets.image import sct_orientation_to_axcodes
+from sct_rootlets.io.image import sct_orientation_to_axcodes
 
 # Tissue classes of the rendered label map.
 SOFT, BONE, CSF, WM, GM = range(5)

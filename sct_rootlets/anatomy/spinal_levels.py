@@ -13,10 +13,10 @@ from typing import Optional
 import nibabel as nib
 import numpy as np
 
-from sct_rootlets.atomic import atomic_paths
+from sct_rootlets.io.atomic import atomic_paths
 from sct_rootlets.errors import InputImageError, OutputError
-from sct_rootlets.image import check_same_grid, label_image_like, load_label_image, nifti_stem
-from sct_rootlets.levels import compute_spinal_levels, SpinalLevels
+from sct_rootlets.io.image import check_same_grid, label_image_like, load_label_image, nifti_stem
+from sct_rootlets.anatomy.levels import compute_spinal_levels, SpinalLevels
 
 
 def output_paths(rootlets_path: Path, ofolder: Optional[Path], with_discs: bool) -> dict:

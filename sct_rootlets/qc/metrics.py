@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from sct_rootlets.centerline import AxialFrame
+from sct_rootlets.anatomy.centerline import AxialFrame
 
 COLUMNS = ["level", "dice", "slice_dice_mean", "f1", "sp", "fp", "fn", "tn", "hd95_mm", "midpoint_error_mm",
            "voxels_truth", "voxels_prediction"]
