@@ -18,8 +18,32 @@ sys.path.insert(0, str(Path(__file__).parent))
 import tiny_model  # noqa: E402
 from http_server import ModelServer  # noqa: E402
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+import sct_rootlets  # noqa: E402
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPOSITORY.parent / "shared" / "data"
 BIN = Path(sys.executable).parent
+#: The package under test: the installed one (a wheel, as users get it) unless a developer installed the checkout
+#: in editable mode.
+PACKAGE_UNDER_TEST = Path(sct_rootlets.__file__).resolve().parent
+
+
+def _from_checkout() -> bool:
+    return PACKAGE_UNDER_TEST.is_relative_to(REPOSITORY)
+
+
+def pytest_configure(config):
+    """CI tests the package as users install it: importing the checkout instead (an editable install, or
+    `python -m pytest`, which puts the current folder first on sys.path) would hide files a wheel leaves out."""
+    if os.environ.get("CI") and _from_checkout():
+        pytest.exit(f"CI must test the installed package, but sct_rootlets was imported from the checkout "
+                    f"({PACKAGE_UNDER_TEST}): install it with pip install '.[nnunet,test]' (not -e) and run "
+                    f"the tests with .venv/bin/pytest, not python -m pytest.", returncode=4)
+
+
+def pytest_report_header(config):
+    where = "the checkout (editable install)" if _from_checkout() else "the installed package"
+    return f"sct_rootlets under test: {PACKAGE_UNDER_TEST} ({where})"
 
 
 @pytest.fixture(autouse=True)

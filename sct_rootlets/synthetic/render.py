@@ -37,7 +37,7 @@ SUPERSAMPLING = 3
 LABEL_MIN_COVERAGE = 0.25
 _TEMPLATE_MARGIN_MM = 40.0
 #: The PAM50 maps load_template reads, as shipped with the package (unchanged copies of SCT's template files).
-SHIPPED_PAM50 = Path(__file__).resolve().parent / "data" / "pam50"
+SHIPPED_PAM50 = Path(__file__).resolve().parents[1] / "data" / "pam50"  # sct_rootlets/data/pam50
 
 logger = logging.getLogger(__name__)
 
