@@ -23,6 +23,10 @@ import sct_rootlets  # noqa: E402
 REPOSITORY = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPOSITORY.parent / "shared" / "data"
 BIN = Path(sys.executable).parent
+#: tests/sct_env checks an SCT-like environment (.ci/sct_env.sh): it is collected only where this variable names
+#: that environment's `pip freeze` made before sct_rootlets was installed; anywhere else it is not collected at all.
+SCT_FREEZE_ENV_VAR = "SCT_ROOTLETS_SCT_FREEZE_BEFORE"
+collect_ignore = [] if os.environ.get(SCT_FREEZE_ENV_VAR) else ["sct_env"]
 #: The package under test: the installed one (a wheel, as users get it) unless a developer installed the checkout
 #: in editable mode.
 PACKAGE_UNDER_TEST = Path(sct_rootlets.__file__).resolve().parent
@@ -41,6 +45,28 @@ def pytest_configure(config):
                     f"the tests with .venv/bin/pytest, not python -m pytest.", returncode=4)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI a skip is a failure: a test that cannot run there (a missing tool, data or library) must be fixed,
+    not passed over in silence. Outside CI, skips keep their reason."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, which must run every test: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """The same for a whole module skipped at collection (e.g. pytest.importorskip)."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") and report.outcome == "skipped":
+        report.outcome = "failed"
+        report.longrepr = f"{collector.nodeid} skipped in CI, which must run every test: {report.longrepr}"
+
+
 def pytest_report_header(config):
     where = "the checkout (editable install)" if _from_checkout() else "the installed package"
     return f"sct_rootlets under test: {PACKAGE_UNDER_TEST} ({where})"
@@ -52,6 +78,13 @@ def rootlets_home(tmp_path, monkeypatch):
     home = tmp_path / "rootlets_home"
     monkeypatch.setenv("SCT_ROOTLETS_HOME", str(home))
     return home
+
+
+@pytest.fixture(autouse=True)
+def no_sct_install(monkeypatch):
+    """A machine with SCT (and its copy of the rootlets model) must not change what a plain run uses in tests;
+    tests of that path set SCT_DIR themselves."""
+    monkeypatch.delenv("SCT_DIR", raising=False)
 
 
 @pytest.fixture(autouse=True)

@@ -124,7 +124,7 @@ BAD_INPUTS = {
 
 
 def _assert_clean_failure(result, expected: str, folder: Path, before: set):
-    assert result.returncode != 0
+    assert result.returncode == 1, "README: bad input is one sentence on stderr and exit code 1"
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("sct_deepseg_rootlets: error: ") and expected in lines[0], lines[0]

@@ -66,7 +66,6 @@ def write_spinal_levels(rootlets_path, cord_path=None, *, cord_mask=None, pmj_pa
     for path in paths.values():
         if path.resolve() in inputs:
             raise OutputError(f"Output {path} would overwrite an input; choose another -ofolder.")
-    Path(paths["map"]).parent.mkdir(parents=True, exist_ok=True)
     tables = _tables(levels)
     with atomic_paths(list(paths.values()), overwrite=overwrite) as temps:
         for kind, tmp in zip(paths, temps):

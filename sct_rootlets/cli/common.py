@@ -6,6 +6,7 @@ import sys
 
 from sct_rootlets import __version__
 from sct_rootlets.errors import RootletsError
+from sct_rootlets.io.atomic import refusal_reason
 from sct_rootlets.options import DILATION_SHAPES
 
 
@@ -37,7 +38,8 @@ def add_qc_arguments(parser: argparse.ArgumentParser, required: bool = False) ->
 
 
 def run_command(parser: argparse.ArgumentParser, run, argv=None, prepare=None) -> int:
-    """Parse, then call run(args, argv); a RootletsError becomes `<prog>: error: <message>` and exit code 1.
+    """Parse, then call run(args, argv); a RootletsError becomes `<prog>: error: <message>` and exit code 1, and so
+    does a full, read-only or forbidden disk that a writer did not turn into one (the OS's words and the path).
 
     `prepare(parser, argv)`, if given, may set parser defaults (e.g. from a config file) before parsing.
     """
@@ -54,6 +56,13 @@ def run_command(parser: argparse.ArgumentParser, run, argv=None, prepare=None) -
         run(args, argv)
     except RootletsError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        reason = refusal_reason(exc)
+        if reason is None:
+            raise
+        print(f"{parser.prog}: error: {reason.capitalize()}{f': {exc.filename}' if exc.filename else ''}.",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)

@@ -55,11 +55,14 @@ def _list_models() -> None:
     cards = registry.all_cards()
     choice = default_choice()
     starter = choice.starter.name if choice.starter else None
+    sct_copy = choice.sct_copy
     for card in cards.values():
         flags = ", ".join(f for f in ("default" if card.name == choice.default.name else "",
                                       "offline default" if card.name == starter else "",
                                       "bundled" if card.bundled else "",
-                                      "installed" if card.name in installed else "") if f)
+                                      "installed" if card.name in installed else "",
+                                      f"installed by SCT at {sct_copy.folder}, used from there"
+                                      if sct_copy and card.name == sct_copy.name else "") if f)
         print(f"{card.name}{f' [{flags}]' if flags else ''}\n    {card.description}\n"
               f"    contrasts: {', '.join(card.contrasts)}; labels: "
               f"{', '.join(f'{v}={k}' for k, v in card.labels.items())}; license: {card.license}")

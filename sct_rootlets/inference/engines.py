@@ -25,8 +25,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from sct_rootlets.errors import ModelError
+from sct_rootlets.errors import ModelError, OutputError
+from sct_rootlets.io.atomic import atomic_paths
 from sct_rootlets.options import ENGINES
+from sct_rootlets.store.sct_copy import inside_sct_models
 
 logger = logging.getLogger(__name__)
 
@@ -63,20 +65,17 @@ def _export_onnx(network, state_dict, path: Path, strides) -> None:
         warnings.simplefilter("ignore")
         torch.onnx.export(network, sample, buffer, dynamo=False, input_names=["image"], output_names=["logits"],
                           dynamic_axes={"image": axes, "logits": axes}, opset_version=17)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    with os.fdopen(handle, "wb") as stream:
-        stream.write(buffer.getvalue())
-    os.replace(temporary, path)
+    with atomic_paths([path], overwrite=True) as (temporary,):
+        temporary.write_bytes(buffer.getvalue())
 
 
 def cached_onnx_path(checkpoint: Path, checkpoint_sha256: str, fallback_folder: Path) -> Path:
     """Where a checkpoint's ONNX export lives: beside the checkpoint, or in `fallback_folder` when that folder
-    cannot be written (a shared read-only install). The name carries the checkpoint's hash, so new weights never
-    meet an old export."""
+    cannot be written (a shared read-only install) or is SCT's (never written to). The name carries the
+    checkpoint's hash, so new weights never meet an old export."""
     name = f"{checkpoint.stem}.{checkpoint_sha256[:16]}.onnx"
     beside = checkpoint.parent / name
-    if beside.is_file() or os.access(checkpoint.parent, os.W_OK):
+    if beside.is_file() or (os.access(checkpoint.parent, os.W_OK) and not inside_sct_models(checkpoint)):
         return beside
     return Path(fallback_folder) / name
 
@@ -92,17 +91,31 @@ class OpenVinoNetwork:
         self.threads, self.precision = threads, precision
         self.models = []
         for state_dict, path in zip(fold_states, onnx_paths):
-            if not Path(path).is_file():
-                logger.info("Converting the network to ONNX for OpenVINO: %s", path)
-                export_onnx(network, state_dict, Path(path), strides)
-            try:
-                self.models.append(self.core.read_model(str(path)))
-            except Exception as exc:  # a damaged cache: tell the user which file to delete
-                logger.debug("OpenVINO read error: %s", exc)
-                raise ModelError(f"OpenVINO cannot read {path}; delete it to convert the network again.") from None
+            self.models.append(self._onnx_model(network, state_dict, Path(path), strides))
         self.fold_states = list(fold_states)
         self.active = 0
         self.compiled = {}
+
+    def _onnx_model(self, network, state_dict, path: Path, strides):
+        """One fold's network, read from its cached ONNX export (made first if missing). Where the cache cannot be
+        written (a full or read-only disk), the export is made in a temporary folder, read, and not kept."""
+        if not path.is_file():
+            logger.info("Converting the network to ONNX for OpenVINO: %s", path)
+            try:
+                export_onnx(network, state_dict, path, strides)
+            except OutputError as exc:
+                logger.debug("Not caching the ONNX export: %s", exc)
+                with tempfile.TemporaryDirectory(prefix="sct_rootlets_onnx-") as folder:
+                    export_onnx(network, state_dict, Path(folder) / path.name, strides)
+                    return self._read(Path(folder) / path.name)
+        return self._read(path)
+
+    def _read(self, path: Path):
+        try:
+            return self.core.read_model(str(path))
+        except Exception as exc:  # a damaged cache: tell the user which file to delete
+            logger.debug("OpenVINO read error: %s", exc)
+            raise ModelError(f"OpenVINO cannot read {path}; delete it to convert the network again.") from None
 
     def load_state_dict(self, state_dict, *args, **kwargs):
         """nnU-Net's per-fold weight loading: pick that fold's network."""

@@ -91,18 +91,16 @@ def sidecar_content(*, command_line: str, model, options: dict) -> dict:
     generated_by = {"Name": command_line, "Version": __version__}
     if model.url:
         generated_by["ModelURL"] = model.url
-    return {
-        "GeneratedBy": [generated_by],
-        "Model": {"Name": model.name, "Version": model.version, "ArchiveSHA256": model.archive_sha256,
-                  "FilesSHA256": model.files_sha256, "Folder": str(model.folder.trainer_dir)},
-        "Options": options,
-    }
+    described = {"Name": model.name, "Version": model.version, "ArchiveSHA256": model.archive_sha256,
+                 "FilesSHA256": model.files_sha256, "Folder": str(model.folder.trainer_dir)}
+    if getattr(model, "source", None):  # a folder we did not install, e.g. "SCT (<folder>)"
+        described["Source"] = model.source
+    return {"GeneratedBy": [generated_by], "Model": described, "Options": options}
 
 
 def write_label_map(image_path: Path, sidecar_path: Path, labels, reference: nib.Nifti1Image, sidecar: dict,
                     overwrite: bool) -> None:
     """Write a label map on the reference grid and its JSON sidecar, both or neither."""
-    image_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_paths([image_path, sidecar_path], overwrite=overwrite) as (image_tmp, sidecar_tmp):
         nib.save(label_image_like(labels, reference), image_tmp)
         sidecar_tmp.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")

@@ -28,6 +28,7 @@ import portalocker
 
 from sct_rootlets import __version__
 from sct_rootlets.errors import OutputError
+from sct_rootlets.io.atomic import atomic_paths, refused_writes
 
 logger = logging.getLogger(__name__)
 
@@ -84,12 +85,6 @@ def _report_uuid(datasets_js: Path) -> str:
     return str(uuid.uuid4())
 
 
-def _write_replacing(target: Path, text: str) -> None:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)
-
-
 def _read_extras(qc_dir: Path) -> dict:
     extras = {}
     for path in sorted((qc_dir / EXTRAS_FOLDER).glob("qc_*.json")):
@@ -103,11 +98,12 @@ def _read_extras(qc_dir: Path) -> dict:
 def rebuild_datasets_js(qc_dir: Path) -> Path:
     """Rewrite js/datasets.js from every _json entry, and our viewer's extras (call with the lock held)."""
     target = qc_dir / "js" / "datasets.js"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _write_replacing(target, f"{_UUID_PREFIX}{_report_uuid(target)}';\n"
-                             f"window.SCT_QC_DATASETS = {json.dumps(_read_entries(qc_dir), indent=1)};\n")
-    _write_replacing(qc_dir / "js" / "rootlets_extras.js",
-                     f"window.SCT_ROOTLETS_EXTRAS = {json.dumps(_read_extras(qc_dir), indent=1)};\n")
+    with atomic_paths([target, qc_dir / "js" / "rootlets_extras.js"], overwrite=True) as (datasets, extras):
+        datasets.write_text(f"{_UUID_PREFIX}{_report_uuid(target)}';\n"
+                            f"window.SCT_QC_DATASETS = {json.dumps(_read_entries(qc_dir), indent=1)};\n",
+                            encoding="utf-8")
+        extras.write_text(f"window.SCT_ROOTLETS_EXTRAS = {json.dumps(_read_extras(qc_dir), indent=1)};\n",
+                          encoding="utf-8")
     return target
 
 
@@ -116,10 +112,11 @@ def install_viewer(qc_dir: Path) -> None:
     if (qc_dir / "index.html").exists():
         return
     source = resources.files("sct_rootlets.qc") / "viewer"
-    for name in ("index.html", "viewer.js", "viewer.css"):
-        target = qc_dir / (name if name == "index.html" else f"_rootlets/{name}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes((source / name).read_bytes())
+    names = ("index.html", "viewer.js", "viewer.css")
+    targets = [qc_dir / (name if name == "index.html" else f"_rootlets/{name}") for name in names]
+    with atomic_paths(targets, overwrite=True) as temps:
+        for name, temp in zip(names, temps):
+            temp.write_bytes((source / name).read_bytes())
 
 
 def _reserve_timestamp(qc_dir: Path) -> tuple:
@@ -137,6 +134,35 @@ def _reserve_timestamp(qc_dir: Path) -> tuple:
             continue
 
 
+def _record_entry(qc_dir: Path, record: Path, entry: dict, extras: Optional[dict]) -> None:
+    """Write an entry's record (and extras), then the report that lists it (call with the lock held); a failure
+    removes the record again, so the report's files and records keep agreeing."""
+    extras_record = qc_dir / EXTRAS_FOLDER / record.name
+    with atomic_paths([record, extras_record] if extras else [record]) as temps:
+        temps[0].write_text(json.dumps(entry, indent=1), encoding="utf-8")
+        if extras:
+            temps[1].write_text(json.dumps(extras), encoding="utf-8")
+    try:
+        install_viewer(qc_dir)
+        rebuild_datasets_js(qc_dir)
+    except BaseException:
+        record.unlink(missing_ok=True)
+        extras_record.unlink(missing_ok=True)
+        raise
+
+
+def _remove_entry_folder(folder: Path, qc_dir: Path) -> None:
+    """Remove a failed entry's pictures, and the folders above them that only it used."""
+    shutil.rmtree(folder, ignore_errors=True)
+    for parent in folder.relative_to(qc_dir).parents:
+        if parent == Path("."):
+            break
+        try:
+            (qc_dir / parent).rmdir()
+        except OSError:  # not empty: another entry's
+            break
+
+
 def add_entry(qc_dir, *, input_path, command: str, cmdline: str, plane: str, render: Callable[[EntryImages], None],
               dataset: Optional[str] = None, subject: Optional[str] = None, extras: Optional[dict] = None) -> Path:
     """Create one QC entry: `render` draws the two pictures, then the entry is recorded; returns its JSON path.
@@ -152,32 +178,30 @@ def add_entry(qc_dir, *, input_path, command: str, cmdline: str, plane: str, ren
         raise OutputError(f"Cannot create the QC folder {qc_dir}: {exc.strerror}.") from None
     default_dataset, default_subject, contrast = default_identity(Path(input_path))
     dataset, subject = dataset or default_dataset, subject or default_subject
-    date, timestamp = _reserve_timestamp(qc_dir)
-    reservation = qc_dir / "_json" / f".qc_{timestamp}.reserved"
-    folder = qc_dir / dataset / subject / contrast / command / timestamp
-    images = EntryImages(background=folder / "background_img.png", overlay=folder / "overlay_img.png")
-    try:
-        folder.mkdir(parents=True)
-        render(images)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        reservation.unlink(missing_ok=True)
-        raise
-    entry = {
-        "path": str(Path.cwd()), "cmdline": cmdline, "command": command, "sctVersion": f"sct_rootlets {__version__}",
-        "dataset": dataset, "subject": subject, "contrast": contrast, "inputFile": Path(input_path).name,
-        "plane": plane, "backgroundImage": images.background.relative_to(qc_dir).as_posix(),
-        "overlayImage": images.overlay.relative_to(qc_dir).as_posix(),
-        "date": date.strftime("%Y-%m-%d %H:%M:%S.%f"), "rank": "", "qc": "",
-    }
-    record = qc_dir / "_json" / f"qc_{timestamp}.json"
-    with qc_lock(qc_dir):
-        if extras:
-            (qc_dir / EXTRAS_FOLDER).mkdir(parents=True, exist_ok=True)
-            (qc_dir / EXTRAS_FOLDER / f"qc_{timestamp}.json").write_text(json.dumps(extras), encoding="utf-8")
-        record.write_text(json.dumps(entry, indent=1), encoding="utf-8")
-        reservation.unlink()
-        install_viewer(qc_dir)
-        rebuild_datasets_js(qc_dir)
+    # Pictures, record and report appear together or not at all; a full or read-only disk is said in one sentence.
+    with refused_writes(qc_dir, what=f"add a QC entry to {qc_dir}", elsewhere="choose another QC folder"):
+        date, timestamp = _reserve_timestamp(qc_dir)
+        reservation = qc_dir / "_json" / f".qc_{timestamp}.reserved"
+        folder = qc_dir / dataset / subject / contrast / command / timestamp
+        images = EntryImages(background=folder / "background_img.png", overlay=folder / "overlay_img.png")
+        entry = {
+            "path": str(Path.cwd()), "cmdline": cmdline, "command": command,
+            "sctVersion": f"sct_rootlets {__version__}", "dataset": dataset, "subject": subject,
+            "contrast": contrast, "inputFile": Path(input_path).name, "plane": plane,
+            "backgroundImage": images.background.relative_to(qc_dir).as_posix(),
+            "overlayImage": images.overlay.relative_to(qc_dir).as_posix(),
+            "date": date.strftime("%Y-%m-%d %H:%M:%S.%f"), "rank": "", "qc": "",
+        }
+        record = qc_dir / "_json" / f"qc_{timestamp}.json"
+        try:
+            folder.mkdir(parents=True)
+            render(images)
+            with qc_lock(qc_dir):
+                _record_entry(qc_dir, record, entry, extras)
+        except BaseException:
+            _remove_entry_folder(folder, qc_dir)
+            raise
+        finally:
+            reservation.unlink(missing_ok=True)
     logger.info("QC entry added; open %s in a browser", qc_dir / "index.html")
     return record

@@ -6,6 +6,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from sct_rootlets.errors import InstallError
+from sct_rootlets.io.atomic import refusal_reason
 
 #: A model archive expands to a few GB at most (5 folds of a large nnU-Net); more is a zip bomb or an error.
 MAX_UNPACKED_BYTES = 32 << 30
@@ -69,6 +70,8 @@ def extract_zip(archive: Path, dest: Path) -> None:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 _copy_entry(zf, info, target)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as exc:
+        if refusal_reason(exc):
+            raise  # a full or read-only disk, not a corrupt archive: the installer says so
         raise InstallError(f"{archive.name} is corrupt and cannot be unpacked ({exc}).") from None
 
 

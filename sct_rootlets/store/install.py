@@ -28,6 +28,7 @@ from sct_rootlets.store import registry
 from sct_rootlets.store.archive import extract_zip
 from sct_rootlets.store.download import download_file, sha256_of_file
 from sct_rootlets.errors import InstallError, ModelError
+from sct_rootlets.io.atomic import refused_writes
 from sct_rootlets.store.model_folder import find_trainer_dir, choose_checkpoints
 
 logger = logging.getLogger(__name__)
@@ -110,29 +111,53 @@ def _expected_sha256(name: str, card_sha256: Optional[str]) -> tuple:
     return None, ""
 
 
+def writable_models_dir(*, installing: str = "", or_else: str = "") -> Path:
+    """The models folder, created if missing; if it cannot be created or written, an InstallError that says where
+    models go (and which one, `installing`) and how to point elsewhere (`or_else`: another way out, such as
+    ", or give a model folder with -model FOLDER")."""
+    folder = paths.models_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        what = (f"install {installing} in {folder}" if installing
+                else f"{'write in' if folder.is_dir() else 'create'} the model folder {folder}")
+        raise InstallError(f"Cannot {what} ({(exc.strerror or str(exc)).lower()}): set {paths.HOME_ENV_VAR} to a "
+                           f"writable folder{or_else}.") from None
+    return folder
+
+
+def _refused_install(name: str, folder: Path):
+    """A full or read-only disk under the model store becomes an InstallError that says what to do."""
+    return refused_writes(folder, what=f"install {name}", error=InstallError,
+                          elsewhere=f"set {paths.HOME_ENV_VAR} to another folder")
+
+
 def _unpack_and_swap(archive: Path, name: str, provenance: dict) -> Path:
     """Unpack into a temp folder beside the target, check it is a model, then rename it into place."""
     models = paths.models_dir()
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.unpacking-", dir=models))
-    try:
-        extract_zip(archive, staging)
+    with _refused_install(name, models):
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}.unpacking-", dir=models))
         try:
-            choose_checkpoints(find_trainer_dir(staging))
-        except ModelError as exc:
-            raise InstallError(f"{archive.name} is not an nnU-Net model archive: {exc}") from None
-        provenance["files"] = _hash_tree(staging)
-        (staging / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
-        target = installed_folder(name)
-        retired = None
-        if target.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{name}.replaced-", dir=models))
-            os.replace(target, retired / "model")
-        os.replace(staging, target)
-        if retired is not None:
-            shutil.rmtree(retired, ignore_errors=True)
-        return target
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            extract_zip(archive, staging)
+            try:
+                choose_checkpoints(find_trainer_dir(staging))
+            except ModelError as exc:
+                raise InstallError(f"{archive.name} is not an nnU-Net model archive: {exc}") from None
+            provenance["files"] = _hash_tree(staging)
+            (staging / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
+            target = installed_folder(name)
+            retired = None
+            if target.exists():
+                retired = Path(tempfile.mkdtemp(prefix=f".{name}.replaced-", dir=models))
+                os.replace(target, retired / "model")
+            os.replace(staging, target)
+            if retired is not None:
+                shutil.rmtree(retired, ignore_errors=True)
+            return target
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _install_archive(archive: Path, name: str, source: str, expected_sha256: Optional[str],
@@ -154,18 +179,18 @@ def _install_archive(archive: Path, name: str, source: str, expected_sha256: Opt
 
 
 def _lock(name: str):
-    paths.models_dir().mkdir(parents=True, exist_ok=True)
-    return portalocker.Lock(str(paths.models_dir() / f".{name}.lock"), timeout=LOCK_TIMEOUT_S)
+    return portalocker.Lock(str(writable_models_dir(installing=name) / f".{name}.lock"), timeout=LOCK_TIMEOUT_S)
 
 
-def _is_intact(name: str) -> bool:
+def _is_intact(name: str, warn: bool = True) -> bool:
     installation = read_installation(name)
     if installation is None:
         return False
     try:
         verify_installation(installation)
     except ModelError as exc:
-        logger.warning("%s Reinstalling.", exc)
+        if warn:
+            logger.warning("%s Reinstalling.", exc)
         return False
     return True
 
@@ -179,6 +204,9 @@ def install_model(name: Optional[str] = None, *, force: bool = False, progress: 
     card = registry.get_card(name) if name else registry.default_card()
     if not card.urls and not card.bundled:
         raise InstallError(f"Model {card.name!r} has no download address; install its archive with -install-from.")
+    if not force and _is_intact(card.name, warn=False):  # without the lock: a read-only model store still serves
+        logger.info("Model %s is already installed in %s.", card.name, installed_folder(card.name))
+        return installed_folder(card.name)
     with _lock(card.name):
         if not force and _is_intact(card.name):
             logger.info("Model %s is already installed in %s.", card.name, installed_folder(card.name))
@@ -193,7 +221,8 @@ def install_model(name: Optional[str] = None, *, force: bool = False, progress: 
                                         expected, card.version, expected_from)
         archive = paths.downloads_dir() / f"{card.name}.zip"
         try:
-            url = download_file(card.urls, archive, progress=progress, patient=patient)
+            with _refused_install(card.name, archive.parent):
+                url = download_file(card.urls, archive, progress=progress, patient=patient)
             return _install_archive(archive, card.name, url, expected, card.version, expected_from)
         finally:
             archive.unlink(missing_ok=True)
@@ -215,11 +244,13 @@ def install_from(source: str, *, force: bool = False, progress: bool = True) -> 
     """
     is_url = urlparse(source).scheme in ("http", "https")
     archive_name = Path(urlparse(source).path).name if is_url else Path(source).name
+    writable_models_dir(installing=archive_name)  # before a download that could not be installed
     downloaded = None
     try:
         if is_url:
             downloaded = paths.downloads_dir() / f"from-url-{_name_for_custom_archive(archive_name)}.zip"
-            download_file([source], downloaded, progress=progress)
+            with _refused_install(archive_name, downloaded.parent):
+                download_file([source], downloaded, progress=progress)
             archive = downloaded
         else:
             archive = Path(source)

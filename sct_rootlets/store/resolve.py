@@ -1,7 +1,8 @@
 """Model lookup: turn what the user gave (nothing, a model name or a folder) into a verified model to load.
 
-Nothing given means the default model: used if installed, else installed on first use (as SCT and
-TotalSegmentator users expect), else, when that fails or `SCT_ROOTLETS_OFFLINE` is set, the bundled starter model
+Nothing given means the default model, in this order of precedence: our installed copy; else SCT's copy of the
+same release, used from SCT's folder (`sct_rootlets.store.sct_copy`); else installed on first use (as SCT and
+TotalSegmentator users expect); else, when that fails or `SCT_ROOTLETS_OFFLINE` is set, the bundled starter model
 with a warning that says what it is.
 """
 
@@ -17,6 +18,7 @@ from sct_rootlets.store.download import sha256_of_file
 from sct_rootlets.errors import InstallError, ModelError
 from sct_rootlets.io.image import sct_orientation_to_axcodes
 from sct_rootlets.store.model_folder import ModelFolder, open_model_folder
+from sct_rootlets.store.sct_copy import SctCopy, find_sct_copy, verified_hashes
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ class ResolvedModel:
     file_hashes: dict = field(default_factory=dict)  # SHA-256 of each file inference reads, by path
     archive_sha256: Optional[str] = None
     url: Optional[str] = None
+    source: Optional[str] = None  # where the folder comes from when it is not ours, e.g. "SCT (<folder>)"
 
 
 def _files_digest(folder: ModelFolder, file_hashes: dict) -> str:
@@ -73,6 +76,20 @@ def _from_installation(name: str, folds) -> ResolvedModel:
                          url=installation.provenance.get("source"))
 
 
+def _from_sct_copy(copy: SctCopy, folds) -> ResolvedModel:
+    """SCT's copy, used where it lies: its files are checked against the checksums recorded at first use."""
+    try:
+        folder = open_model_folder(copy.folder, folds)
+    except ModelError as exc:
+        raise ModelError(f"SCT's copy of {copy.name} cannot be used: {str(exc).rstrip('.')}; install our own copy "
+                         f"with: sct_deepseg_rootlets -install") from None
+    hashes = verified_hashes(copy, folder.files)
+    card = registry.all_cards().get(copy.name)
+    return ResolvedModel(name=copy.name, version=copy.version, folder=folder, orientation=_orientation(folder, card),
+                         files_sha256=_files_digest(folder, hashes), file_hashes=hashes, url=copy.url,
+                         source=copy.source)
+
+
 def _from_path(path: Path, folds) -> ResolvedModel:
     folder = open_model_folder(path, folds)
     hashes = {file: sha256_of_file(file) for file in folder.files}
@@ -97,12 +114,16 @@ class DefaultChoice:
     starter: Optional[registry.ModelCard]  # the bundled fallback
     installed: bool
     offline: bool
+    sct_copy: Optional[SctCopy] = None  # SCT's copy of the default release, when SCT has one
 
     def describe(self) -> str:
         """The model a plain run uses and why, in one line (for -list-models)."""
         name = self.default.name
         if self.installed:
             return f"{name}: the default model, installed"
+        if self.sct_copy is not None:
+            return (f"{name}: the default model, installed by SCT at {self.sct_copy.folder}, used from there "
+                    f"(not downloaded again)")
         fallback = f"the bundled {self.starter.name}" if self.starter else "no model (an error)"
         if self.offline:
             return f"{fallback}: {_offline_reason(name)}"
@@ -112,8 +133,9 @@ class DefaultChoice:
 
 def default_choice() -> DefaultChoice:
     default = registry.default_card()
-    return DefaultChoice(default=default, starter=registry.offline_default_card(),
-                         installed=install.read_installation(default.name) is not None, offline=offline_mode())
+    installed = install.read_installation(default.name) is not None
+    return DefaultChoice(default=default, starter=registry.offline_default_card(), installed=installed,
+                         offline=offline_mode(), sct_copy=None if installed else find_sct_copy(default))
 
 
 def _install_on_first_use(card: registry.ModelCard, progress: bool) -> None:
@@ -124,11 +146,17 @@ def _install_on_first_use(card: registry.ModelCard, progress: bool) -> None:
 
 
 def _resolve_default(folds, progress: bool) -> ResolvedModel:
-    """The default model, installed on first use unless offline; if it cannot be, the bundled starter, said so."""
+    """The default model: ours if installed, else SCT's copy of the same release, else installed on first use
+    unless offline; if it cannot be, the bundled starter, said so."""
     choice = default_choice()
     name = choice.default.name
     if choice.installed:
         return _from_installation(name, folds)
+    if choice.sct_copy is not None:
+        return _from_sct_copy(choice.sct_copy, folds)
+    if choice.starter is None or install.read_installation(choice.starter.name) is None:
+        # Whatever follows installs a model: a store that cannot take one stops here, saying where else to go.
+        install.writable_models_dir(or_else=", or give a model folder with -model FOLDER")
     if choice.offline:
         why = _offline_reason(name)
     else:
