@@ -176,6 +176,7 @@ def train_lean(work: Path, dataset_id: int, *, fold=0, schedule: LeanSchedule = 
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
+    from sct_rootlets.inference.checkpoint import load_checkpoint
     from sct_rootlets.inference.session import available_cpus, select_device
 
     check_sampling(schedule.foreground_share, schedule.mirror_axes)
@@ -216,7 +217,7 @@ def train_lean(work: Path, dataset_id: int, *, fold=0, schedule: LeanSchedule = 
     start_epoch, best_dice = 0, -1.0
     latest = output / "checkpoint_latest.pth"
     if pretrained is not None and not resume:
-        weights = torch.load(pretrained, map_location=device, weights_only=False)["network_weights"]
+        weights = load_checkpoint(pretrained)["network_weights"]
         try:
             network.load_state_dict(weights)
         except RuntimeError as error:
@@ -226,7 +227,7 @@ def train_lean(work: Path, dataset_id: int, *, fold=0, schedule: LeanSchedule = 
     if resume:
         if not latest.is_file():
             raise TrainingError(f"{latest} does not exist; nothing to continue.")
-        state = torch.load(latest, map_location=device, weights_only=False)
+        state = load_checkpoint(latest)
         network.load_state_dict(state["network_weights"])
         optimizer.load_state_dict(state["optimizer_state"])
         start_epoch, best_dice = state["current_epoch"], state.get("best_val_dice", -1.0)

@@ -207,7 +207,9 @@ def _inference_checkpoint(path: Path) -> bytes:
 
     import torch
 
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    from sct_rootlets.inference.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(path)
     buffer = io.BytesIO()
     torch.save({key: checkpoint[key] for key in INFERENCE_CHECKPOINT_KEYS if key in checkpoint}, buffer)
     return buffer.getvalue()
