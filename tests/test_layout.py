@@ -85,7 +85,7 @@ def _console_scripts() -> list:
 def test_console_scripts_are_the_documented_ones():
     readme = (REPOSITORY / "README.md").read_text(encoding="utf-8")
     scripts = _console_scripts()
-    assert "sct_deepseg_rootlets" in scripts and len(scripts) == 11
+    assert "sct_deepseg_rootlets" in scripts and len(scripts) == 12
     for name in scripts:
         assert name in readme
 
@@ -94,7 +94,7 @@ def test_console_scripts_are_the_documented_ones():
                                      ["sct_rootlets_dilate"], ["sct_rootlets_qc"], ["sct_rootlets_batch"],
                                      ["sct_rootlets_dataset"], ["sct_rootlets_dataset", "implant"],
                                      ["sct_rootlets_train"], ["sct_rootlets_evaluate"], ["sct_rootlets_synth"],
-                                     ["sct_rootlets_cord"]])
+                                     ["sct_rootlets_cord"], ["sct_rootlets_review"]])
 def test_every_console_script_answers_help(command, tmp_path):
     result = subprocess.run([str(BIN / command[0]), *command[1:], "-h"], capture_output=True, text=True,
                             cwd=tmp_path, timeout=120)

@@ -27,7 +27,8 @@ def get_parser() -> argparse.ArgumentParser:
     manifest.add_argument("-test-fraction", dest="test_fraction", type=float, default=0.2,
                           help="Fraction of subjects for testing (split by subject). Default: 0.2.")
     manifest.add_argument("-seed", type=int, default=0)
-    manifest.add_argument("-rater", default="", help="Rater to record in the manifest.")
+    manifest.add_argument("-rater", default="", help="Rater to record for labels whose sidecar names none (the "
+                                                     "Author of its last 'Manual' GeneratedBy entry).")
     manifest.add_argument("-label-suffix", dest="label_suffix", default="_label-rootlets_dseg",
                           help="Label files to pair with the images, e.g. _label-SC_seg for cord masks. "
                                "Default: _label-rootlets_dseg.")

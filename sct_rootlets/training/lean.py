@@ -26,6 +26,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from sct_rootlets.inference.nnunet import require_nnunet
 from sct_rootlets.io.atomic import atomic_paths
 from sct_rootlets.qc.metrics import dice
 from sct_rootlets.training.train import CONFIGURATION, TRAINER_FOLDER, TrainingError, check_sampling, read_plans
@@ -170,6 +171,7 @@ def train_lean(work: Path, dataset_id: int, *, fold=0, schedule: LeanSchedule = 
     """Train one fold with the lean loop; returns the fold folder (checkpoint_final.pth and a training log).
     `pretrained`: a checkpoint whose network weights start the training (same architecture; e.g. a model trained
     on rendered volumes, fine-tuned on real anatomy), as nnU-Net's -pretrained_weights."""
+    require_nnunet()
     import torch
 
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans

@@ -2,9 +2,12 @@
 
 A manifest is a TSV with the columns `subject, session, image, label, split, rater, include, note`; paths are
 relative to the BIDS dataset; `split` is train or test; rows with include = no/false/0 are kept for the record but
-not used. It is versioned with the dataset, so a model can always be traced to the exact pairs it saw.
+not used. It is versioned with the dataset, so a model can always be traced to the exact pairs it saw. The rater of
+a label is read from its JSON sidecar: the `Author` of the last `{"Name": "Manual", ...}` entry of `GeneratedBy`
+(as sct_rootlets_review and manual_correction.py write it).
 """
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +40,21 @@ def read_manifest(path) -> pd.DataFrame:
     return table[~table.include.str.strip().str.lower().isin(_FALSE)].reset_index(drop=True)
 
 
+def label_rater(label: Path) -> str:
+    """The Author of the last "Manual" entry of the label's sidecar `GeneratedBy`, or "" when there is none."""
+    sidecar = Path(label).with_name(Path(label).name.replace(".nii.gz", ".json"))
+    try:
+        generated_by = json.loads(sidecar.read_text(encoding="utf-8")).get("GeneratedBy") or []
+    except (OSError, ValueError, AttributeError):
+        return ""
+    manual = [entry for entry in generated_by if isinstance(entry, dict) and entry.get("Name") == "Manual"]
+    return str(manual[-1].get("Author") or "") if manual else ""
+
+
 def manifest_from_bids(dataset: Path, *, label_suffix: str = "_label-rootlets_dseg", test_fraction: float = 0.2,
                        seed: int = 0, rater: str = "") -> pd.DataFrame:
-    """A starting manifest: every T2w image with a rootlets label in derivatives/labels, split by subject."""
+    """A starting manifest: every T2w image with a rootlets label in derivatives/labels, split by subject; the rater
+    of each label from its sidecar, else `rater`."""
     dataset = Path(dataset)
     rows = []
     for image in bids.discover(dataset)[0]:
@@ -47,7 +62,8 @@ def manifest_from_bids(dataset: Path, *, label_suffix: str = "_label-rootlets_ds
         if label.is_file():
             rows.append({"subject": image.subject, "session": image.session or "",
                          "image": image.path.relative_to(dataset).as_posix(),
-                         "label": label.relative_to(dataset).as_posix(), "split": "train", "rater": rater,
+                         "label": label.relative_to(dataset).as_posix(), "split": "train",
+                         "rater": label_rater(label) or rater,
                          "include": "yes", "note": ""})
     table = pd.DataFrame(rows, columns=COLUMNS)
     subjects = sorted(set(table.subject))

@@ -18,6 +18,7 @@ from typing import Optional, Sequence, Tuple
 from sct_rootlets.store.download import sha256_of_file
 from sct_rootlets.errors import RootletsError
 from sct_rootlets.anatomy.levels import spinal_level_name
+from sct_rootlets.inference.nnunet import require_nnunet
 
 CONFIGURATION = "3d_fullres"
 TRAINER_FOLDER = f"nnUNetTrainer__nnUNetPlans__{CONFIGURATION}"
@@ -103,6 +104,7 @@ def plan_and_preprocess(work: Path, dataset_id: int, processes: int = 1,
     With `network`, the planned 3d_fullres network is replaced by that size; with `spacing_mm`, cases are
     resampled to that isotropic voxel size instead of nnU-Net's median spacing (preprocessing stays nnU-Net's).
     """
+    require_nnunet()
     from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprints, plan_experiments,
                                                                        preprocess)
 
@@ -155,6 +157,7 @@ def train(work: Path, dataset_id: int, *, fold: int = 0, epochs: int = 1000, ite
     mirroring augmentation, e.g. (2,) for left-right only: flipping head to foot hides which level is which.
     The trainer stays nnU-Net's own class, so its checkpoints load anywhere nnU-Net models do.
     """
+    require_nnunet()
     import torch
 
     from sct_rootlets.inference.session import select_device
@@ -226,6 +229,7 @@ def export_model(work: Path, dataset_id: int, *, name: str, version: str, output
     checkpoint_best.pth (best validation pseudo-Dice so far), e.g. of a training stopped early; inference loads
     it when a fold has no final checkpoint. Returns (zip path, card path).
     """
+    require_nnunet()
     if checkpoint not in ("final", "best"):
         raise TrainingError(f"Checkpoint {checkpoint!r} must be final or best.")
     checkpoint_name = f"checkpoint_{checkpoint}.pth"

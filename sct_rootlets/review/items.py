@@ -1,0 +1,136 @@
+"""What a review session shows: each image of the dataset with its prediction, its cord mask and its correction.
+
+Folders (all resolved to absolute paths once, so that every later check compares like with like):
+- `data`: the BIDS dataset (`DS`), whose `sub-*/[ses-*/]anat/*_T2w` images are reviewed;
+- `pred`: a derivatives folder holding predictions as `sct_rootlets_batch` writes them,
+  `PRED/labels/sub-XX/[ses-YY/]anat/<stem>_label-rootlets_dseg.nii.gz` (a folder holding `sub-*` directly is taken
+  as the labels folder itself; `_label-rootlets_desc-auto_dseg`, written by `sct_rootlets_dataset predict-to-bids`,
+  is found too);
+- `out`: where corrections go, `OUT/sub-XX/[ses-YY/]anat/<stem>_label-rootlets_dseg.nii.gz` (default
+  `DS/derivatives/labels`). A correction already there is what the session opens.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from sct_rootlets.errors import RootletsError
+from sct_rootlets.io import bids
+
+CORRECTION_SUFFIX = "_label-rootlets_dseg"
+PREDICTION_SUFFIXES = ("_label-rootlets_dseg", "_label-rootlets_desc-auto_dseg")
+CORD_SUFFIXES = ("_label-SC_seg", "_seg-manual", "_seg")
+#: Where the session keeps its own files inside OUT: marks, the qc_fail.yml it writes, previous versions.
+REVIEW_FOLDER = "review"
+
+
+@dataclass(frozen=True)
+class ReviewFolders:
+    data: Path
+    pred: Path
+    out: Path
+
+    @classmethod
+    def of(cls, data, pred, out=None) -> "ReviewFolders":
+        data = Path(data).expanduser()
+        if not data.is_dir():
+            raise RootletsError(f"The dataset folder {data} does not exist.")
+        pred = Path(pred).expanduser()
+        if not pred.is_dir():
+            raise RootletsError(f"The predictions folder {pred} does not exist.")
+        out = Path(out).expanduser() if out else data / "derivatives" / "labels"
+        if out.exists() and not out.is_dir():
+            raise RootletsError(f"The output folder {out} is not a folder.")
+        out.mkdir(parents=True, exist_ok=True)
+        return cls(data=data.resolve(), pred=pred.resolve(), out=out.resolve())
+
+    @property
+    def pred_labels(self) -> Path:
+        """PRED/labels as sct_rootlets_batch writes it, else PRED itself when it holds sub-* folders."""
+        labels = self.pred / "labels"
+        return labels if labels.is_dir() or not any(self.pred.glob("sub-*")) else self.pred
+
+    @property
+    def review(self) -> Path:
+        return self.out / REVIEW_FOLDER
+
+    def roots(self) -> dict:
+        """The folders whose files the server may serve, by the name used in its URLs."""
+        return {"data": self.data, "pred": self.pred, "out": self.out}
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """One image to review. `prediction` is never written; `correction` may not exist yet."""
+    image: bids.BidsImage
+    prediction: Optional[Path]
+    correction: Path
+    cord: Optional[Path]
+
+    @property
+    def key(self) -> str:
+        return self.image.key
+
+    @property
+    def name(self) -> str:
+        """The image's path in the dataset, 'sub-01/anat/sub-01_T2w.nii.gz': how lists name it."""
+        return f"{self.image.relative_folder.as_posix()}/{self.image.path.name}"
+
+    @property
+    def correction_sidecar(self) -> Path:
+        return self.correction.with_name(self.correction.name.replace(".nii.gz", ".json"))
+
+    @property
+    def prediction_sidecar(self) -> Optional[Path]:
+        if self.prediction is None:
+            return None
+        sidecar = self.prediction.with_name(self.prediction.name.replace(".nii.gz", ".json"))
+        return sidecar if sidecar.is_file() else None
+
+    def labels_path(self) -> Optional[Path]:
+        """What the page opens: the correction when there is one, else the prediction."""
+        return self.correction if self.correction.is_file() else self.prediction
+
+
+def _first_file(folder: Path, stem: str, suffixes, exclude: Optional[Path] = None) -> Optional[Path]:
+    for suffix in suffixes:
+        candidate = folder / f"{stem}{suffix}.nii.gz"
+        if candidate.is_file() and candidate.resolve() != exclude:
+            return candidate
+    return None
+
+
+def item_for(image: bids.BidsImage, folders: ReviewFolders) -> ReviewItem:
+    correction = folders.out / image.relative_folder / f"{image.stem}{CORRECTION_SUFFIX}.nii.gz"
+    # A file in PRED that is also the correction (PRED and OUT the same folder) is a correction, not a prediction.
+    prediction = _first_file(folders.pred_labels / image.relative_folder, image.stem, PREDICTION_SUFFIXES,
+                             exclude=correction.resolve())
+    cord = image.labels.get("cord") or _first_file(folders.pred_labels / image.relative_folder, image.stem,
+                                                    CORD_SUFFIXES)
+    return ReviewItem(image=image, prediction=prediction, correction=correction, cord=cord)
+
+
+def find_items(folders: ReviewFolders, *, include: Optional[str] = None, listed: Optional[list] = None) -> tuple:
+    """(items, left_out): the images to review, in dataset order, and (image path, reason) for those left out.
+
+    `include` selects as `sct_rootlets_batch -include` does (a regex, a list, or a file of `sub-XX[/ses-YY]` names
+    such as our viewer's `qc_fail_subjects.txt`); `listed` is a list of image paths (from a `qc_fail.yml`),
+    matched by file name. Images with neither a prediction nor a correction are left out.
+    """
+    images, _skipped = bids.discover(folders.data)
+    images = bids.select(images, include) if include else images
+    left_out = []
+    if listed is not None:
+        names = {Path(str(entry)).name for entry in listed}
+        found = {image.path.name for image in images}
+        left_out += [(entry, "listed, but not a T2w image of the dataset") for entry in listed
+                     if Path(str(entry)).name not in found]
+        images = [image for image in images if image.path.name in names]
+    items = []
+    for image in images:
+        item = item_for(image, folders)
+        if item.prediction is None and not item.correction.is_file():
+            left_out.append((image.path, f"no prediction in {folders.pred_labels / image.relative_folder}"))
+        else:
+            items.append(item)
+    return items, left_out

@@ -1,0 +1,389 @@
+"""The review web app: a standard-library HTTP server on 127.0.0.1 around the page in `static/`.
+
+Security (the server runs on shared machines, often reached through SSH port forwarding):
+- it listens on 127.0.0.1 only, and answers only requests whose Host is 127.0.0.1, localhost or [::1] (a web page
+  elsewhere cannot rebind a name of its own to it);
+- every request carries the session's token (`secrets.token_urlsafe`): the page is opened with `?token=`, which
+  also sets a same-site, HttpOnly cookie for the files the viewer loads; writes (POST) need the token in the
+  `X-Review-Token` header, which another site's page cannot set. No token: 401; a wrong one: 403;
+- files are served only from the dataset, the predictions and the output folder (`/files/data|pred|out/<path>`,
+  NIfTI and JSON only): every requested path is percent-decoded once, resolved with symlinks followed, and refused
+  unless it lies inside the resolved folder;
+- corrections are written only to their place in the output folder (derived from the image, never from the
+  request), after the checks of `saving`.
+"""
+
+import errno
+import hashlib
+import json
+import logging
+import mimetypes
+import secrets
+import threading
+import urllib.parse
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Optional
+
+from sct_rootlets import __version__
+from sct_rootlets.errors import RootletsError
+from sct_rootlets.review.items import ReviewFolders, ReviewItem, find_items
+from sct_rootlets.review.lists import Marks, read_qc_fail_yml
+from sct_rootlets.review.saving import LABEL_VALUES, CorrectionWriter, UploadRefused, file_version
+
+logger = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+COOKIE = "sct_rootlets_review"
+TOKEN_HEADER = "X-Review-Token"
+SERVED_SUFFIXES = (".nii", ".nii.gz", ".json")
+MAX_FORM_BYTES = 64 * 1024
+#: A too large upload up to this size is read and dropped before the refusal is sent; a larger one is cut off.
+DRAIN_BYTES = 1 << 30
+ALLOWED_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
+#: SCT's rootlets colours, cycled from C2 (as in the QC pictures), and the level names.
+LEVEL_COLOURS = ["#FFFFFF", "#F28C28", "#0096FF", "#FFEE00", "#FF0000", "#50FF30", "#F749FD"]
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+                           "img-src 'self' data: blob:; connect-src 'self' blob: data:; worker-src 'self' blob:; "
+                           "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+
+
+def level_name(value: int) -> str:
+    return f"C{value}" if value <= 8 else f"T{value - 8}"
+
+
+def static_folder() -> Path:
+    return Path(str(resources.files("sct_rootlets.review") / "static"))
+
+
+def inside(folder: Path, relative: str) -> Optional[Path]:
+    """`folder/relative` with symlinks resolved, if it lies inside the (resolved) folder; else None."""
+    if "\x00" in relative or "\\" in relative:
+        return None
+    root = folder.resolve()
+    try:
+        candidate = (root / relative.lstrip("/")).resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return None
+    return candidate if candidate == root or candidate.is_relative_to(root) else None
+
+
+def _host_name(host: str) -> str:
+    """'localhost' for 'localhost:8080', '[::1]' for '[::1]:8080'."""
+    if host.startswith("["):
+        return host.split("]")[0] + "]"
+    return host.rsplit(":", 1)[0]
+
+
+class ReviewSession:
+    """The state one server serves: folders, the images to review, marks, the correction writer, the token."""
+
+    def __init__(self, folders: ReviewFolders, items: list, *, rater: str = "", token: Optional[str] = None,
+                 allowed=LABEL_VALUES):
+        self.folders = folders
+        self.items = list(items)
+        self.rater = rater or ""
+        self.token = token or secrets.token_urlsafe(32)
+        self.allowed = tuple(allowed)
+        self.marks = Marks(folders.review)
+        self.writer = CorrectionWriter(folders, self.allowed)
+        self.saved = 0
+
+    def file_url(self, path: Optional[Path]) -> Optional[str]:
+        if path is None:
+            return None
+        resolved = Path(path).resolve()
+        for name, root in self.folders.roots().items():
+            if resolved.is_relative_to(root):
+                return f"/files/{name}/" + urllib.parse.quote(resolved.relative_to(root).as_posix())
+        return None
+
+    def describe(self, index: int) -> dict:
+        item = self.items[index]
+        return {"index": index, "key": item.key, "name": item.name, "mark": self.marks.get(item.name),
+                "corrected": item.correction.is_file(), "prediction": item.prediction is not None,
+                "image_url": self.file_url(item.image.path), "cord_url": self.file_url(item.cord),
+                "labels_url": f"/api/items/{index}/labels"}
+
+    def summary(self) -> dict:
+        return {"version": __version__, "rater": self.rater, "out": str(self.folders.out),
+                "qc_fail": str(self.marks.qc_fail_path),
+                "levels": [{"value": value, "name": level_name(value),
+                            "colour": LEVEL_COLOURS[(value - 2) % len(LEVEL_COLOURS)]}
+                           for value in self.allowed if value >= 2],
+                "items": [self.describe(index) for index in range(len(self.items))]}
+
+    def labels(self, item: ReviewItem) -> tuple:
+        """(bytes, version, source) of what the page opens; version is the correction's SHA-256 or "none"."""
+        try:
+            data = item.correction.read_bytes()
+            return data, hashlib.sha256(data).hexdigest(), "correction"
+        except FileNotFoundError:
+            if item.prediction is None:
+                raise
+            return item.prediction.read_bytes(), file_version(item.correction), "prediction"
+
+
+class ReviewServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = False
+
+    def __init__(self, session: ReviewSession, port: int = DEFAULT_PORT):
+        self.session = session
+        try:
+            super().__init__((HOST, port), _Handler)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise RootletsError(f"Port {port} is in use; choose another with -port N, or -port 0 for a free "
+                                    f"one.") from None
+            raise
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}/?token={self.session.token}"
+
+    def start(self) -> "ReviewServer":
+        """Serve in a background thread (tests, notebooks); `stop()` ends it."""
+        self._thread = threading.Thread(target=self.serve_forever, name="sct_rootlets_review", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = f"sct_rootlets_review/{__version__}"
+    server: ReviewServer
+
+    def log_message(self, format, *args):  # noqa: A002 (the base class's name)
+        logger.debug("%s %s", self.address_string(), format % args)
+
+    # --- responses ---------------------------------------------------------------------------------------
+
+    def _send(self, status: int, body: bytes, content_type: str, headers: Optional[dict] = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        self.send_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, content, headers: Optional[dict] = None) -> None:
+        self._send(status, json.dumps(content).encode("utf-8"), "application/json", headers)
+
+    def _error(self, status: int, message: str) -> None:
+        self._json(status, {"error": message})
+
+    # --- the token -----------------------------------------------------------------------------------------
+
+    def _token_given(self, query: dict, for_write: bool) -> Optional[str]:
+        header = self.headers.get(TOKEN_HEADER)
+        if header is not None or for_write:
+            return header
+        if "token" in query:
+            return query["token"][0]
+        for part in (self.headers.get("Cookie") or "").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == COOKIE:
+                return value
+        return None
+
+    def _authorised(self, query: dict, for_write: bool = False) -> bool:
+        if _host_name(self.headers.get("Host") or "") not in ALLOWED_HOSTS:
+            self._error(HTTPStatus.FORBIDDEN, "This server answers only requests to 127.0.0.1 or localhost.")
+            return False
+        given = self._token_given(query, for_write)
+        if not given:
+            self._error(HTTPStatus.UNAUTHORIZED, "Open the address that sct_rootlets_review printed: it carries the "
+                                                 "access token." if not for_write else
+                        f"Writes need the session's token in the {TOKEN_HEADER} header.")
+            return False
+        if not secrets.compare_digest(given.encode("utf-8", "replace"), self.server.session.token.encode("utf-8")):
+            self._error(HTTPStatus.FORBIDDEN, "Wrong access token: open the address that sct_rootlets_review "
+                                              "printed for this session.")
+            return False
+        return True
+
+    # --- routes --------------------------------------------------------------------------------------------
+
+    def _route(self) -> tuple:
+        parts = urllib.parse.urlsplit(self.path)
+        return parts.path, urllib.parse.parse_qs(parts.query)
+
+    def do_HEAD(self):
+        self.do_GET()
+
+    def do_GET(self):
+        path, query = self._route()
+        if not self._authorised(query):
+            return
+        session = self.server.session
+        try:
+            if path in ("/", "/index.html"):
+                return self._page(query)
+            if path.startswith("/static/"):
+                return self._file(static_folder(), path[len("/static/"):], static=True)
+            if path.startswith("/files/"):
+                root_name, _, rest = path[len("/files/"):].partition("/")
+                root = session.folders.roots().get(root_name)
+                if root is None:
+                    return self._error(HTTPStatus.NOT_FOUND, f"No folder {root_name!r}: use data, pred or out.")
+                return self._file(root, rest)
+            if path == "/api/session":
+                return self._json(HTTPStatus.OK, session.summary())
+            if path == "/api/qc_fail.yml":
+                return self._send(HTTPStatus.OK, session.marks.qc_fail_text().encode("utf-8"),
+                                  "text/yaml; charset=utf-8",
+                                  {"Content-Disposition": 'attachment; filename="qc_fail.yml"'})
+            item, action = self._item(path)
+            if item is not None and action == "labels":
+                data, version, source = session.labels(item)
+                return self._send(HTTPStatus.OK, data, "application/octet-stream",
+                                  {"X-Review-Version": version, "X-Review-Source": source})
+            return self._error(HTTPStatus.NOT_FOUND, "Not found.")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def do_POST(self):
+        path, query = self._route()
+        if not self._authorised(query, for_write=True):
+            return
+        item, action = self._item(path)
+        if item is None or action not in ("mark", "save"):
+            return self._error(HTTPStatus.NOT_FOUND, "Not found.")
+        index = int(path.split("/")[3])
+        limit = self.server.session.writer.limit(item) if action == "save" else MAX_FORM_BYTES
+        body = self._body(limit)
+        if body is None:
+            return
+        session = self.server.session
+        try:
+            if action == "mark":
+                try:
+                    form = json.loads(body.decode("utf-8"))
+                    mark = str(form.get("mark", ""))
+                except (ValueError, AttributeError):
+                    return self._error(HTTPStatus.BAD_REQUEST, 'Send {"mark": "pass" | "fail" | "artifact" | ""}.')
+                session.marks.set(item.name, mark, str(form.get("rater") or session.rater))
+                return self._json(HTTPStatus.OK, session.describe(index))
+            result = session.writer.save(item, body, base_version=query.get("base", [""])[0],
+                                         rater=query.get("rater", [session.rater])[0])
+            session.saved += 1
+            logger.info("Saved %s (%d voxels changed)", result.path, result.voxels_changed)
+            return self._json(HTTPStatus.OK, {**session.describe(index), "version": result.version,
+                                              "path": str(result.path), "voxels_changed": result.voxels_changed,
+                                              "previous": str(result.previous) if result.previous else None})
+        except UploadRefused as exc:
+            return self._error(exc.status, str(exc))
+        except RootletsError as exc:
+            return self._error(HTTPStatus.BAD_REQUEST, str(exc))
+
+    def _body(self, limit: int) -> Optional[bytes]:
+        length = self.headers.get("Content-Length")
+        if length is None or not length.isdigit():
+            self.close_connection = True
+            self._error(HTTPStatus.LENGTH_REQUIRED, "The request needs a Content-Length.")
+            return None
+        if int(length) > limit:
+            self.close_connection = True
+            if int(length) <= DRAIN_BYTES:  # read and dropped (never kept), so that the client gets the answer
+                remaining = int(length)
+                while remaining > 0:
+                    chunk = self.rfile.read(min(remaining, 1 << 20))
+                    if not chunk:
+                        break
+                    remaining -= len(chunk)
+            self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                        f"The upload is too large ({length} bytes; at most {limit} for this image).")
+            return None
+        return self.rfile.read(int(length))
+
+    def _item(self, path: str) -> tuple:
+        parts = path.split("/")
+        if len(parts) == 5 and parts[1] == "api" and parts[2] == "items" and parts[3].isdigit():
+            index = int(parts[3])
+            if index < len(self.server.session.items):
+                return self.server.session.items[index], parts[4]
+        return None, None
+
+    def _page(self, query: dict) -> None:
+        html = (static_folder() / "index.html").read_text(encoding="utf-8")
+        html = html.replace("{{TOKEN}}", self.server.session.token)
+        cookie = f"{COOKIE}={self.server.session.token}; Path=/; HttpOnly; SameSite=Strict"
+        self._send(HTTPStatus.OK, html.encode("utf-8"), "text/html; charset=utf-8", {"Set-Cookie": cookie})
+
+    def _file(self, root: Path, raw_relative: str, static: bool = False) -> None:
+        relative = urllib.parse.unquote(raw_relative, errors="strict") if raw_relative else ""
+        target = inside(root, relative)
+        if target is None:
+            return self._error(HTTPStatus.FORBIDDEN, "Refused: that path lies outside the folders of this review.")
+        if not target.is_file():
+            return self._error(HTTPStatus.NOT_FOUND, "No such file.")
+        if not static and not target.name.endswith(SERVED_SUFFIXES):
+            return self._error(HTTPStatus.FORBIDDEN, "Only NIfTI images and JSON sidecars are served.")
+        content_type = ("text/javascript" if target.suffix == ".js" else mimetypes.guess_type(target.name)[0]
+                        or "application/octet-stream")
+        if target.name.endswith(".nii.gz") or target.suffix == ".nii":
+            content_type = "application/octet-stream"
+        self._send(HTTPStatus.OK, target.read_bytes(), content_type)
+
+
+def open_session(*, path_data, path_pred, path_out=None, include: Optional[str] = None,
+                 qc_fail: Optional[str] = None, rater: str = "", token: Optional[str] = None) -> tuple:
+    """(ReviewSession, left_out): the images to review and those left out, with reasons."""
+    if include and qc_fail:
+        raise RootletsError("Give -include or -qc-fail, not both.")
+    folders = ReviewFolders.of(path_data, path_pred, path_out)
+    listed = read_qc_fail_yml(qc_fail) if qc_fail else None
+    items, left_out = find_items(folders, include=include, listed=listed)
+    if not items:
+        where = folders.pred_labels
+        raise RootletsError(f"No image to review: no prediction found in {where} for the selected images of "
+                            f"{folders.data} (expected <sub>/[<ses>/]anat/<stem>_label-rootlets_dseg.nii.gz).")
+    return ReviewSession(folders, items, rater=rater, token=token), left_out
+
+
+def serve_review(*, path_data, path_pred, path_out=None, include: Optional[str] = None,
+                 qc_fail: Optional[str] = None, rater: str = "", port: int = DEFAULT_PORT,
+                 on_ready: Callable[[str], None] = print) -> ReviewSession:
+    """Serve the review of a dataset until interrupted (Ctrl+C); `on_ready(url)` gets the address with its token.
+    Returns the session (marks, number of saves) once stopped."""
+    session, left_out = open_session(path_data=path_data, path_pred=path_pred, path_out=path_out, include=include,
+                                      qc_fail=qc_fail, rater=rater)
+    for path, reason in left_out:
+        logger.info("Left out %s: %s", path, reason)
+    server = ReviewServer(session, port)
+    logger.info("Reviewing %d image(s); corrections go to %s, the fails to %s. Over SSH: "
+                "ssh -L %d:127.0.0.1:%d <host>, then open the address below. Ctrl+C stops.",
+                len(session.items), session.folders.out, session.marks.qc_fail_path, server.port, server.port)
+    on_ready(server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    session.marks.write_qc_fail()
+    logger.info("Stopped: %d correction(s) saved; fails listed in %s", session.saved, session.marks.qc_fail_path)
+    return session
