@@ -12,7 +12,7 @@ import requests
 
 from conftest import ras_image, run_cli, write_lab_card
 from http_server import refused_url
-from sct_rootlets.store import download, install, registry
+from sct_rootlets.store import install, registry
 from sct_rootlets.store.resolve import OFFLINE_ENV_VAR, offline_mode, resolve_model
 
 STARTER = "rootletseg-synth-starter"
@@ -66,10 +66,16 @@ def test_default_model_is_installed_on_first_use(online, model_server, tiny_mode
     assert "installing it now" not in again.stderr and len(model_server.requests) == 1
 
 
+#: README ("Models"): a dropped transfer is resumed up to 5 times per mirror; a download nobody asked for tries each
+#: mirror once with a 3 s connect timeout.
+README_RESUMES = 5
+README_FIRST_USE_CONNECT_TIMEOUT_S = 3
+
+
 @pytest.mark.parametrize("failure, reason", [
     ("refused", "could not be reached ([Errno 111] Connection refused)"),
     ("404", "missing.zip answered HTTP 404"),
-    ("dropped", f"kept failing after {download.MAX_RESUMES} resumed transfers"),
+    ("dropped", f"kept failing after {README_RESUMES} resumed transfers"),
     ("checksum", "Checksum mismatch for tiny"),
 ])
 def test_failed_first_use_falls_back_to_the_starter_with_one_warning(failure, reason, online, model_server,
@@ -91,7 +97,7 @@ def test_failed_first_use_falls_back_to_the_starter_with_one_warning(failure, re
     assert install.read_installation("tiny") is None
     assert not list((rootlets_home / "downloads").iterdir())
     if failure == "dropped":
-        assert len(model_server.requests) == 1 + download.MAX_RESUMES
+        assert len(model_server.requests) == 1 + README_RESUMES
 
 
 def test_failed_first_use_in_the_command_warns_and_segments_with_the_starter(online, model_server, rootlets_home,
@@ -156,6 +162,6 @@ def test_first_use_gives_up_quickly_on_a_mirror_that_does_not_answer(online, mod
 
     monkeypatch.setattr(requests.Session, "get", spy)
     assert resolve_model(None, progress=False).name == "tiny"
-    assert calls == [(refused, download.IMPATIENT_CONNECT_TIMEOUT_S, 0),
-                     (model_server.url("tiny.zip"), download.IMPATIENT_CONNECT_TIMEOUT_S, 0)]
+    assert calls == [(refused, README_FIRST_USE_CONNECT_TIMEOUT_S, 0),
+                     (model_server.url("tiny.zip"), README_FIRST_USE_CONNECT_TIMEOUT_S, 0)]
 
