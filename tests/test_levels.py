@@ -219,3 +219,148 @@ def test_empty_cord_is_refused(small, rootlets_home, tmp_path):
                      command="sct_rootlets_levels")
     assert result.returncode == 1 and "The cord mask" in result.stderr and "is empty" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+# Today's outputs (commit 0bc30a0, before the one-pass centerline, box-limited distance maps and level maps of issue
+# 20), written by `sct_rootlets_levels` and `sct_deepseg_rootlets -s`: the same inputs must give the same CSVs.
+PAM50_SPINAL_EXTENT = """\
+2,964,953,5.49,958.50
+3,938,908,15.00,923.00
+4,901,880,10.50,890.50
+5,868,850,9.00,859.00
+6,835,817,9.00,826.00
+7,804,784,10.00,794.00
+8,774,751,11.50,762.50
+9,739,714,12.50,726.50"""
+PAM50_SPINAL_GAPFREE = """\
+2,964,953,5.49,958.50
+3,952,908,22.00,930.00
+4,907,880,13.50,893.50
+5,879,850,14.50,864.50
+6,849,817,16.00,833.00
+7,816,784,16.00,800.00
+8,783,751,16.00,767.00
+9,750,714,18.00,732.00"""
+PAM50_DIFFERENCES_EXTENT = """\
+level,spinal_level,vertebral_level,spinal_midpoint_mm,vertebral_midpoint_mm,difference_mm
+C2,2,2,13.79,31.29,-17.50
+C3,3,3,31.54,48.29,-16.75
+C4,4,4,47.79,66.79,-19.00
+C5,5,5,63.54,84.29,-20.75
+C6,6,6,80.04,100.29,-20.25
+C7,7,7,96.04,116.54,-20.50
+T1,9,8,129.79,135.79,-6.00
+"""
+PAM50_VERTEBRAL = """\
+1,985,939,22.04,962.00
+2,939,908,15.50,923.50
+3,908,871,18.50,889.50
+4,871,834,18.50,852.50
+5,834,801,16.50,817.50
+6,801,770,15.50,785.50
+7,770,736,17.00,753.00
+8,736,693,21.50,714.50
+9,693,647,23.00,670.00
+10,647,601,23.00,624.00
+11,601,552,24.50,576.50
+12,552,501,25.50,526.50
+13,501,450,25.50,475.50
+14,450,397,26.50,423.50
+15,397,343,27.00,370.00
+16,343,290,26.50,316.50
+17,290,232,29.00,261.00
+18,232,169,31.50,200.50
+19,169,106,31.51,137.50
+20,106,39,31.52,72.50"""
+#: with a one-voxel PMJ in the cord at voxel (70, 71, 980): level, start, end, distances start/end, height,
+#: midpoint slice and distance
+PAM50_SPINAL_PMJ = """\
+2,964,953,7.61,13.10,5.49,958.50,10.35
+3,938,908,20.60,35.60,15.00,923.00,28.10
+4,901,880,39.10,49.60,10.50,890.50,44.35
+5,868,850,55.60,64.60,9.00,859.00,60.10
+6,835,817,72.10,81.10,9.00,826.00,76.60
+7,804,784,87.60,97.60,10.00,794.00,92.60
+8,774,751,102.60,114.10,11.50,762.50,108.35
+9,739,714,120.11,132.61,12.50,726.50,126.36"""
+
+
+def _rows(csv_path, name, columns) -> str:
+    """The CSV's rows as text, fname checked and left out: the given columns, or all the others."""
+    lines = csv_path.read_text().splitlines()
+    header = lines[0].split(",")
+    assert header == [name, "fname", "slice_start", "slice_end", "distance_from_pmj_start", "distance_from_pmj_end",
+                      "height", "slice_midpoint", "distance_from_pmj_midpoint"]
+    keep = [header.index(column) for column in columns]
+    return "\n".join(",".join(line.split(",")[i] for i in keep) for line in lines[1:])
+
+
+NO_PMJ = ["slice_start", "slice_end", "height", "slice_midpoint"]
+WITH_PMJ = [*NO_PMJ[:2], "distance_from_pmj_start", "distance_from_pmj_end", *NO_PMJ[2:], "distance_from_pmj_midpoint"]
+
+
+def test_full_pam50_gives_todays_csvs(rootlets_home, tmp_path):
+    """The whole template (0.5 mm, 991 slices), as the shipped files are: each method with discs, and a PMJ."""
+    rootlets, cord, discs = (PAM50 / f"PAM50_{name}.nii.gz" for name in ("rootlets", "cord", "label_disc"))
+    for method, spinal in (("extent", PAM50_SPINAL_EXTENT), ("gapfree", PAM50_SPINAL_GAPFREE)):
+        out = tmp_path / method
+        result = run_cli("-i", rootlets, "-s", cord, "-discs", discs, "-method", method, "-ofolder", out,
+                         env_home=rootlets_home, command="sct_rootlets_levels")
+        assert result.returncode == 0, result.stderr
+        assert _rows(out / "PAM50_rootlets_spinal_levels.csv", "spinal_level", ["spinal_level", *NO_PMJ]) == spinal
+        assert _rows(out / "PAM50_rootlets_vertebral_levels.csv", "vertebral_level",
+                     ["vertebral_level", *NO_PMJ]) == PAM50_VERTEBRAL
+    assert (tmp_path / "extent" / "PAM50_rootlets_spinal_vs_vertebral.csv").read_text() == PAM50_DIFFERENCES_EXTENT
+
+    image = nib.load(cord)
+    pmj = np.zeros(image.shape, np.uint8)
+    pmj[70, 71, 980] = 1
+    nib.save(nib.Nifti1Image(pmj, image.affine, image.header), tmp_path / "pmj.nii.gz")
+    result = run_cli("-i", rootlets, "-s", cord, "-pmj", tmp_path / "pmj.nii.gz", "-ofolder", tmp_path / "pmj",
+                     env_home=rootlets_home, command="sct_rootlets_levels")
+    assert result.returncode == 0, result.stderr
+    assert _rows(tmp_path / "pmj" / "PAM50_rootlets_spinal_levels.csv", "spinal_level",
+                 ["spinal_level", *WITH_PMJ]) == PAM50_SPINAL_PMJ
+
+
+REAL_BIDS = SHARED_DATA / "real_bids"
+#: sub-errsm11 (1 mm PSR, manual cord mask), the bundled starter model in PyTorch (fp32: the same labels on any
+#: CPU, unlike bfloat16), then levels with a one-voxel PMJ in the cord at voxel (196, 210, 26), gap-free
+ERRSM11_SPINAL = """\
+2,213,199,12.88,206.00
+3,191,169,22.06,180.00
+5,158,158,0.00,158.00
+6,146,142,4.04,144.00
+7,137,128,9.39,132.50
+8,125,121,4.34,123.00
+9,110,66,54.02,88.00"""
+ERRSM11_SPINAL_PMJ_GAPFREE = """\
+2,213,199,-2.27,10.61,12.88,206.00,4.17
+3,198,169,11.61,40.71,29.10,183.50,26.16
+5,168,158,41.72,51.72,10.00,163.00,46.72
+6,157,142,52.72,67.80,15.08,149.50,60.26
+7,141,128,68.81,82.25,13.45,134.50,75.53
+8,127,121,83.32,89.81,6.49,124.00,86.57
+9,120,66,90.91,156.16,65.25,93.00,123.53"""
+
+
+@pytest.mark.skipif(not (REAL_BIDS / "sub-errsm11").is_dir(), reason="../shared/data/real_bids is not available")
+def test_a_real_scan_gives_todays_csvs(rootlets_home, tmp_path):
+    image = tmp_path / "sub-errsm11_T2w.nii.gz"
+    image.write_bytes((REAL_BIDS / "sub-errsm11" / "anat" / "sub-errsm11_T2w.nii.gz").read_bytes())
+    cord = REAL_BIDS / "derivatives/labels/sub-errsm11/anat/sub-errsm11_T2w_label-SC_seg.nii.gz"
+    result = run_cli("-i", image, "-s", cord, "-engine", "torch", "-device", "cpu", env_home=rootlets_home)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rootlets = tmp_path / "sub-errsm11_T2w_rootlets.nii.gz"
+    assert _rows(tmp_path / "sub-errsm11_T2w_rootlets_spinal_levels.csv", "spinal_level",
+                 ["spinal_level", *NO_PMJ]) == ERRSM11_SPINAL
+
+    reference = nib.load(cord)
+    pmj = np.zeros(reference.shape, np.uint8)
+    pmj[196, 210, 26] = 1
+    nib.save(nib.Nifti1Image(pmj, reference.affine, reference.header), tmp_path / "pmj.nii.gz")
+    result = run_cli("-i", rootlets, "-s", cord, "-pmj", tmp_path / "pmj.nii.gz", "-method", "gapfree",
+                     "-ofolder", tmp_path / "pmj", env_home=rootlets_home, command="sct_rootlets_levels")
+    assert result.returncode == 0, result.stderr
+    assert _rows(tmp_path / "pmj" / "sub-errsm11_T2w_rootlets_spinal_levels.csv", "spinal_level",
+                 ["spinal_level", *WITH_PMJ]) == ERRSM11_SPINAL_PMJ_GAPFREE

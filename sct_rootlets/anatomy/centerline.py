@@ -55,6 +55,46 @@ class AxialFrame:
         return tuple(index)
 
 
+def bounding_box(mask: np.ndarray, margin_voxels=0):
+    """The smallest box holding every non-zero voxel of a 3D mask, widened by `margin_voxels` (one number, or one
+    per axis) and clipped to the array: a tuple of 3 slices, or None for an empty mask."""
+    margins = [int(margin) for margin in np.broadcast_to(np.asarray(margin_voxels, int), (3,))]
+    box = []
+    for axis in range(3):
+        present = np.flatnonzero(np.any(mask, axis=tuple(other for other in range(3) if other != axis)))
+        if present.size == 0:
+            return None
+        box.append(slice(max(int(present[0]) - margins[axis], 0),
+                         min(int(present[-1]) + 1 + margins[axis], mask.shape[axis])))
+    return tuple(box)
+
+
+def slice_centroids(mask: np.ndarray, axis: int) -> tuple:
+    """Centroids of the voxels > 0 of each slice along `axis` that holds any, from sums over the mask's bounding
+    box: (voxel indices of those slices along `axis`, ascending; (n, 3) centroids in voxel coordinates, the
+    `axis` coordinate being the slice's own index).
+
+    Each centroid is the exact integer sum of the voxel indices divided once by the voxel count, as
+    `np.argwhere(slice).mean(axis=0)` gives it, with no per-slice copy of the volume.
+    """
+    positive = np.asarray(mask) > 0
+    box = bounding_box(positive)
+    if box is None:
+        return np.zeros(0, np.intp), np.zeros((0, 3))
+    inside = np.moveaxis(positive[box], axis, 0)             # (slices, u, v) of the box
+    others = [a for a in range(3) if a != axis]              # u, v
+    per_u, per_v = inside.sum(axis=2, dtype=np.int64), inside.sum(axis=1, dtype=np.int64)
+    counts = per_u.sum(axis=1)
+    occupied = np.flatnonzero(counts)
+    centroids = np.empty((occupied.size, 3))
+    for other, per_slice in zip(others, (per_u, per_v)):
+        index = np.arange(box[other].start, box[other].stop, dtype=np.int64)
+        centroids[:, other] = (per_slice[occupied] @ index) / counts[occupied]  # integer sums: exact
+    voxel_slices = occupied + box[axis].start
+    centroids[:, axis] = voxel_slices
+    return voxel_slices, centroids
+
+
 @dataclass(frozen=True)
 class Centerline:
     """A smoothed cord centerline: one world point (mm) per RPI slice from `first_slice` to `last_slice`.
@@ -71,21 +111,14 @@ class Centerline:
     def fit(cls, cord_mask: np.ndarray, affine: np.ndarray) -> "Centerline":
         """Per-slice centroids of the cord, interpolated over gaps, smoothed, in world millimetres."""
         frame = AxialFrame.of(affine, cord_mask.shape)
-        slices = frame.slices_of(cord_mask)
-        if slices.size == 0:
+        voxel_slices, ijk = slice_centroids(cord_mask, frame.axis)
+        if voxel_slices.size == 0:
             raise ValueError("the cord mask is empty")
-        other_axes = [a for a in range(3) if a != frame.axis]
-        centroids = {}
-        for rpi in slices:
-            in_slice = np.argwhere(np.take(cord_mask, frame.voxel_index(rpi), axis=frame.axis) > 0)
-            ijk = np.zeros(3)
-            ijk[other_axes] = in_slice.mean(axis=0)
-            ijk[frame.axis] = frame.voxel_index(rpi)
-            centroids[int(rpi)] = affine[:3, :3] @ ijk + affine[:3, 3]
+        world = ijk @ np.asarray(affine, float)[:3, :3].T + np.asarray(affine, float)[:3, 3]
+        ascending = np.argsort(frame.rpi_index(voxel_slices))
+        slices, world = frame.rpi_index(voxel_slices)[ascending], world[ascending]  # RPI slices with cord
         descending = np.arange(slices.max(), slices.min() - 1, -1)  # superior -> inferior
-        known = np.array(sorted(centroids, reverse=True))
-        points = np.stack([np.interp(descending, known[::-1], [centroids[k][c] for k in known[::-1]])
-                           for c in range(3)], axis=1)
+        points = np.stack([np.interp(descending, slices, world[:, c]) for c in range(3)], axis=1)
         sigma = CENTERLINE_SMOOTHING_MM / frame.thickness_mm
         if len(points) > 1:
             points = ndimage.gaussian_filter1d(points, sigma, axis=0, mode="nearest")

@@ -14,9 +14,9 @@ from typing import Optional
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
-from sct_rootlets.anatomy.centerline import AxialFrame, Centerline
+from sct_rootlets.anatomy.centerline import AxialFrame, Centerline, bounding_box
+from sct_rootlets.anatomy.postprocess import near_mask
 from sct_rootlets.options import LEVEL_METHODS
 
 SPINAL_COLUMNS = ["spinal_level", "fname", "slice_start", "slice_end", "distance_from_pmj_start",
@@ -45,12 +45,18 @@ class Extent:
 
 def rootlet_extents(rootlets: np.ndarray, cord: np.ndarray, zooms_mm, frame: AxialFrame,
                     dilate_mm: float = 3.0) -> list:
-    """The published extents: slices where each level's rootlets meet the cord dilated by `dilate_mm`."""
-    near_cord = ndimage.distance_transform_edt(cord == 0, sampling=zooms_mm[:3]) <= dilate_mm
-    touching = np.where(near_cord, rootlets, 0)
+    """The published extents: slices where each level's rootlets meet the cord dilated by `dilate_mm` (worked out
+    in the dilated cord's box: no rootlet outside it meets the cord)."""
+    near = near_mask(cord, zooms_mm, dilate_mm)
+    if near is None:
+        return []
+    box, near_cord = near
+    touching = np.where(near_cord, rootlets[box], 0)
+    other_axes = tuple(axis for axis in range(3) if axis != frame.axis)
     extents = []
     for level in np.unique(touching[touching > 0]).astype(int):
-        slices = frame.slices_of(touching == level)
+        voxel_slices = np.flatnonzero(np.any(touching == level, axis=other_axes)) + box[frame.axis].start
+        slices = frame.rpi_index(voxel_slices)
         extents.append(Extent(level=level, rostral=int(slices.max()), caudal=int(slices.min())))
     return extents
 
@@ -68,9 +74,14 @@ def gap_free(extents: list) -> list:
 def level_map(cord: np.ndarray, extents: list, frame: AxialFrame) -> np.ndarray:
     """The cord labelled with each level between its extents (caudal levels win where levels overlap)."""
     out = np.zeros(cord.shape, np.uint8)
+    level_of_slice = np.zeros(cord.shape[frame.axis], np.uint8)  # by voxel index along the axial axis
     for extent in sorted(extents, key=lambda e: e.level):
-        slab = frame.slab(extent.rostral, extent.caudal)
-        out[slab] = np.where(cord[slab] > 0, extent.level, out[slab])
+        level_of_slice[frame.slab(extent.rostral, extent.caudal)[frame.axis]] = extent.level
+    box = bounding_box(cord > 0)
+    if box is not None:
+        shape = [1, 1, 1]
+        shape[frame.axis] = -1
+        out[box] = np.where(cord[box] > 0, level_of_slice[box[frame.axis]].reshape(shape), 0)
     return out
 
 
@@ -99,10 +110,23 @@ def extents_table(extents: list, centerline: Centerline, reference_arc: float, f
     return pd.DataFrame(rows, columns=[name_column, *SPINAL_COLUMNS[1:]])
 
 
+def points_of(label_map: np.ndarray, affine: np.ndarray) -> dict:
+    """{value: (world mm, RPI slice)} of the centroid of each positive value of a point-label map (discs, say),
+    as `point_of` gives each, in one pass over the map."""
+    where = np.nonzero(label_map > 0)
+    values = label_map[where]
+    frame = AxialFrame.of(affine, label_map.shape)
+    points = {}
+    for value in np.unique(values):
+        ijk = np.array([axis[values == value].mean() for axis in where])
+        points[int(value)] = (affine[:3, :3] @ ijk + affine[:3, 3], int(round(float(frame.rpi_index(ijk[frame.axis])))))
+    return points
+
+
 def vertebral_extents(discs: np.ndarray, affine: np.ndarray) -> list:
     """Vertebra n spans from disc n (above it; SCT: 3 = C2/C3) to disc n+1 (below it)."""
-    values = sorted(int(v) for v in np.unique(discs[discs > 0]))
-    slices = {v: point_of(discs, affine, v)[1] for v in values}
+    slices = {value: rpi for value, (_, rpi) in points_of(discs, affine).items()}
+    values = sorted(slices)
     return [Extent(v, slices[v], slices[v + 1]) for v in values if v + 1 in slices]
 
 

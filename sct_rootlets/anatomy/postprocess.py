@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
+from sct_rootlets.anatomy.centerline import bounding_box
 from sct_rootlets.options import DEFAULT_CANAL_MM, DILATION_SHAPES
 
 #: 26-connectivity: a thin oblique rootlet touches itself only diagonally.
@@ -31,12 +32,28 @@ def remove_small_components(labels: np.ndarray, zooms_mm, min_volume_mm3: float)
     return out
 
 
+def near_mask(mask: np.ndarray, zooms_mm, distance_mm: float) -> tuple:
+    """Where a 3D mask is within `distance_mm` (Euclidean, in mm; voxel sizes `zooms_mm`): (box, near), `near`
+    being True over the box (a tuple of slices) where the distance to the nearest non-zero voxel of `mask` is at
+    most `distance_mm`. No voxel outside the box is that close: it is the mask's bounding box widened by more
+    than `distance_mm` (clipped to the array), so the distance map, made over the box alone, equals the one over
+    the whole field there. None for an empty mask."""
+    zooms = np.asarray(zooms_mm[:3], float)
+    box = bounding_box(mask, np.floor(distance_mm / zooms).astype(int) + 1)
+    if box is None:
+        return None
+    return box, ndimage.distance_transform_edt(mask[box] == 0, sampling=zooms) <= distance_mm
+
+
 def keep_near_cord(labels: np.ndarray, cord_mask: np.ndarray, zooms_mm, max_distance_mm: float) -> np.ndarray:
     """Zero rootlet voxels farther than `max_distance_mm` (Euclidean, in mm) from the cord mask."""
-    if not np.any(cord_mask):
+    near = near_mask(cord_mask, zooms_mm, max_distance_mm)
+    if near is None:
         raise ValueError("the cord mask is empty")
-    distance_mm = ndimage.distance_transform_edt(cord_mask == 0, sampling=zooms_mm[:3])
-    return np.where(distance_mm <= max_distance_mm, labels, 0).astype(labels.dtype)
+    box, near_in_box = near
+    out = np.zeros_like(labels)
+    out[box] = np.where(near_in_box, labels[box], 0)
+    return out
 
 
 def keep_level_range(labels: np.ndarray, lowest: int, highest: int) -> np.ndarray:
@@ -85,17 +102,17 @@ def _isotonic_levels(original: np.ndarray, voxels: np.ndarray, n_levels: int) ->
     # term of a whole solution is below `scale`, so it only breaks ties between equally few changed voxels.
     scale = int(voxels.sum()) * max(n_levels - 1, 1) + 1
     best_before = np.zeros((n_pieces, n_levels), np.intp)  # best level of the previous piece, given this one's
-    for index, (level, count) in enumerate(zip(original, voxels)):
-        own = np.where(choices == level, 0, scale * int(count)) + int(count) * np.abs(choices - level)
-        own = own.astype(np.int64)
-        if index:
-            # the previous piece's best level <= each choice (the lowest one on ties), and its cost
-            running = np.minimum.accumulate(cost)
-            new_minimum = np.r_[True, cost[1:] < running[:-1]]
-            best_before[index] = np.maximum.accumulate(np.where(new_minimum, choices, 0))
-            cost = running + own
-        else:
-            cost = own
+    # each piece's own cost of each choice: per voxel, `scale` if its level changes plus the index distance
+    per_voxel = scale * (choices[:, None] != choices) + np.abs(choices[:, None] - choices)  # [level, choice]
+    own = per_voxel.astype(np.int64)[original] * np.asarray(voxels, np.int64)[:, None]
+    cost, running = own[0], np.empty(n_levels, np.int64)
+    new_minimum = np.ones(n_levels, bool)
+    for index in range(1, n_pieces):
+        # the previous piece's best level <= each choice (the lowest one on ties), and its cost
+        np.minimum.accumulate(cost, out=running)
+        np.less(cost[1:], running[:-1], out=new_minimum[1:])
+        best_before[index] = np.maximum.accumulate(choices * new_minimum)
+        cost = running + own[index]
     chosen = np.empty(n_pieces, np.intp)
     chosen[-1] = int(np.argmin(cost))
     for index in range(n_pieces - 1, 0, -1):
