@@ -60,6 +60,25 @@ def test_damaged_engine_cache_is_named_in_the_error(model_copy):
         InferenceSession(model, device="cpu", engine="openvino")
 
 
+def test_onnx_export_runs_on_a_torch_without_the_dynamo_argument(monkeypatch, tmp_path):
+    """SCT's torch<2.3 has only the TorchScript exporter and no `dynamo` argument to choose it: none is passed."""
+    from sct_rootlets.inference.engines import export_onnx
+
+    exported = []
+
+    def torch_2_2_export(model, args, f, export_params=True, verbose=False, training=None, input_names=None,
+                         output_names=None, operator_export_type=None, opset_version=None, do_constant_folding=True,
+                         dynamic_axes=None, keep_initializers_as_inputs=None, custom_opsets=None,
+                         export_modules_as_functions=False, autograd_inlining=True):
+        exported.append((tuple(args.shape), input_names, opset_version))
+        f.write(b"onnx")
+
+    monkeypatch.setattr(torch.onnx, "export", torch_2_2_export)
+    network = torch.nn.Conv3d(1, 2, 1)
+    export_onnx(network, network.state_dict(), tmp_path / "fold.onnx", [2, 2, 1])
+    assert exported == [((1, 1, 4, 4, 2), ["image"], 17)] and (tmp_path / "fold.onnx").read_bytes() == b"onnx"
+
+
 def test_engine_choice_is_checked():
     from sct_rootlets.inference.engines import native_bf16_cpu
 

@@ -14,6 +14,7 @@ bench/RESULTS.md). "auto" chooses it for the fast region mode on such CPUs, fp32
 PyTorch wherever a result must equal nnU-Net's (whole image, exact region) or on a GPU.
 """
 
+import inspect
 import io
 import logging
 import os
@@ -61,9 +62,12 @@ def _export_onnx(network, state_dict, path: Path, strides) -> None:
     buffer = io.BytesIO()
     sample = torch.zeros((1, 1, *(2 * int(s) for s in strides)))
     axes = {2: "depth", 3: "height", 4: "width"}
+    # The TorchScript exporter: torch 2.9+ defaults to the dynamo one (which needs onnxscript) and must be told;
+    # torch before 2.5 (SCT's torch<2.3) has only the TorchScript one, and no `dynamo` argument.
+    exporter = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     with warnings.catch_warnings():  # the exporter warns that instance norm uses input statistics: it should
         warnings.simplefilter("ignore")
-        torch.onnx.export(network, sample, buffer, dynamo=False, input_names=["image"], output_names=["logits"],
+        torch.onnx.export(network, sample, buffer, **exporter, input_names=["image"], output_names=["logits"],
                           dynamic_axes={"image": axes, "logits": axes}, opset_version=17)
     with atomic_paths([path], overwrite=True) as (temporary,):
         temporary.write_bytes(buffer.getvalue())

@@ -5,6 +5,8 @@ Both distributions install the same `nnunetv2` import package, so neither is a h
 fork. Everything that builds, runs or trains a network asks here first, so a missing nnU-Net is one sentence.
 """
 
+import contextlib
+import io
 import sys
 from importlib import metadata
 
@@ -18,6 +20,10 @@ def require_nnunet() -> str:
     """'<distribution> <version>' of the installed nnU-Net v2; ModelError when `nnunetv2` cannot be imported."""
     try:
         import nnunetv2  # noqa: F401
+        # SCT's fork prints three "nnUNet_raw is not defined" lines at this import when its folder variables are
+        # unset; inference and our training (which sets them around its calls) need none of them.
+        with contextlib.redirect_stdout(io.StringIO()):
+            import nnunetv2.paths  # noqa: F401
     except ImportError:
         raise ModelError(f"nnU-Net v2 is not installed in this Python environment ({sys.prefix}): install "
                          f"sct_rootlets with its nnunet extra (pip install 'sct_rootlets[nnunet]'), or run it "

@@ -11,6 +11,7 @@ fast mode tiles its region itself, with nnU-Net's preprocessing, Gaussian weight
 """
 
 import contextlib
+import functools
 import io
 import itertools
 import logging
@@ -19,7 +20,9 @@ from typing import Optional
 
 import numpy as np
 
+from sct_rootlets.inference.checkpoint import load_checkpoint
 from sct_rootlets.inference.engines import OpenVinoNetwork, cached_onnx_path, select_engine
+from sct_rootlets.inference.nnunet import require_nnunet
 from sct_rootlets.errors import ModelError
 from sct_rootlets.io.image import InputImage, Reorientation, check_resampling_memory, sct_orientation_to_axcodes
 from sct_rootlets.store.resolve import ResolvedModel
@@ -60,16 +63,6 @@ def prediction_options(model: ResolvedModel, *, tta: bool, step_size: float, eng
             "checkpoints": sorted({path.name for path in model.folder.checkpoints.values()}),
             "orientation": model.orientation, "engine": engine, "region": region,
             "roi_margin_mm": None if region == "whole" else roi_margin_mm}
-
-
-def _load_checkpoint(path):
-    """nnU-Net checkpoints are pickles holding more than tensors; load them as nnU-Net itself does."""
-    import torch
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise ModelError(f"Checkpoint {path} cannot be loaded: {exc}") from None
 
 
 def _build_network(plans_manager, configuration_manager, dataset_json: dict, num_classes: int):
@@ -130,6 +123,60 @@ def _widened(box: tuple, voxels: int, shape) -> tuple:
     return tuple(slice(max(part.start - voxels, 0), min(part.stop + voxels, size)) for part, size in zip(box, shape))
 
 
+class _UnitLogits:
+    """Stand-in for nnU-Net's predictor in its fold-ensembling method: fold i's "logits" are the i-th unit vector,
+    so the method's result is the weight it gives each fold."""
+    verbose = False
+
+    def __init__(self, folds: int):
+        self.list_of_parameters = list(range(folds))
+        self.network = self  # the method loads each fold's parameters into its network: here, a fold number
+        self._fold = None
+
+    def load_state_dict(self, fold):
+        self._fold = fold
+
+    def predict_sliding_window_return_logits(self, data):
+        import torch
+
+        unit = torch.zeros(len(self.list_of_parameters), dtype=torch.float64)
+        unit[self._fold] = 1
+        return unit
+
+
+@functools.lru_cache(maxsize=None)
+def predictor_fold_weights(folds: int) -> tuple:
+    """How the installed nnU-Net's predictor combines the logits of `folds` folds: (how many times it adds each
+    fold's logits, the divisor of that sum). Stock nnU-Net adds each once and divides by the fold count. SCT's fork
+    nnunetv2-neuropoly (2.6.2) adds the first fold's logits twice (its per-fold option made the `else:` after
+    `if prediction is None:` a second `if`): its ensembles weight fold 0 double, and a single fold's logits come out
+    doubled. The fast mode combines folds itself and must do as the predictor does for its labels to equal the
+    predictor's, so it asks the fork's ensembling method (on `_UnitLogits`). Without the fork, stock's answer is
+    known, and the predictor's module (over a second of start-up) is not imported for it."""
+    import importlib.metadata
+
+    stock = ((1,) * folds, folds)
+    try:
+        importlib.metadata.version("nnunetv2-neuropoly")
+    except importlib.metadata.PackageNotFoundError:
+        return stock
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    try:
+        shares = nnUNetPredictor.predict_logits_from_preprocessed_data(_UnitLogits(folds), torch.zeros(1)).tolist()
+    except Exception as exc:  # a predictor this stand-in does not fit: labels may differ from it by rounding
+        logger.warning("Cannot tell how the installed nnU-Net combines folds (%s): the fast mode takes their mean.",
+                       exc)
+        return stock
+    for divisor in range(1, 4 * folds + 1):
+        weights = [share * divisor for share in shares]
+        if all(abs(weight - round(weight)) < 1e-9 for weight in weights):
+            return tuple(int(round(weight)) for weight in weights), divisor
+    logger.warning("The installed nnU-Net combines folds with weights %s: the fast mode takes their mean.", shares)
+    return stock
+
+
 class InferenceSession:
     """One loaded model and its predictor settings; call `predict` for each image.
 
@@ -143,6 +190,7 @@ class InferenceSession:
                  threads: Optional[int] = None, progress: bool = False, engine: str = "torch",
                  region: str = "whole", roi_margin_mm: float = DEFAULT_ROI_MARGIN_MM,
                  max_tile_stretch: float = MAX_TILE_STRETCH, max_tile_voxels: Optional[int] = None):
+        require_nnunet()
         import torch
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
@@ -162,7 +210,7 @@ class InferenceSession:
         torch.set_num_threads(self.threads)
 
         folder = model.folder
-        checkpoints = {fold: _load_checkpoint(path) for fold, path in folder.checkpoints.items()}
+        checkpoints = {fold: load_checkpoint(path) for fold, path in folder.checkpoints.items()}
         first = next(iter(checkpoints.values()))
         try:
             plans_manager = PlansManager(folder.plans)
@@ -336,8 +384,8 @@ class InferenceSession:
 
     def _tiled_logits(self, data, tile):
         """Logits of a preprocessed array (c, z, y, x) in tiles of shape `tile`, as nnU-Net's sliding window
-        computes them: half-precision sums of Gaussian-weighted tile logits over the step grid, then the mean
-        over folds."""
+        computes them: half-precision sums of Gaussian-weighted tile logits over the step grid, then combined over
+        folds as the installed nnU-Net's predictor combines them (`predictor_fold_weights`)."""
         import torch
         from acvl_utils.cropping_and_padding.padding import pad_nd_image
         from nnunetv2.inference.sliding_window_prediction import compute_gaussian, compute_steps_for_sliding_window
@@ -350,9 +398,10 @@ class InferenceSession:
         gaussian = 1 if len(tiles) == 1 else compute_gaussian(tuple(tile), sigma_scale=1. / 8, value_scaling_factor=10,
                                                               device=self.device)
         heads = self.label_manager.num_segmentation_heads
+        times_added, divisor = predictor_fold_weights(len(self.parameters))
         mean = None
         with torch.inference_mode():
-            for parameters in self.parameters:
+            for parameters, times in zip(self.parameters, times_added):
                 self.network.load_state_dict(parameters)
                 if hasattr(self.network, "eval"):
                     self.network.eval()
@@ -364,12 +413,10 @@ class InferenceSession:
                     weights[part] += gaussian
                 torch.div(logits, weights, out=logits)
                 logits = logits.cpu()
-                if mean is None:
-                    mean = logits
-                else:
-                    mean += logits
-            if len(self.parameters) > 1:
-                mean /= len(self.parameters)
+                for _ in range(times):  # in the predictor's order: the same half-precision roundings
+                    mean = logits.clone() if mean is None else mean.add_(logits)
+            if divisor > 1:
+                mean /= divisor
         return mean[(slice(None), *revert_padding[1:])].clone()  # a normal tensor, outside inference mode
 
     def _network_with_mirroring(self, window):

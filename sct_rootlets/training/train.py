@@ -1,7 +1,8 @@
 """nnU-Net v2 planning, training and export of a model in the published zip layout.
 
 A work folder holds nnU-Net's three folders (`nnUNet_raw`, `nnUNet_preprocessed`, `nnUNet_results`); nnU-Net
-reads their locations from environment variables at call time, so they are set only around its calls.
+reads their locations from environment variables at call time (stock 2.8; SCT's fork 2.6.2 reads them once, at
+import: see `_set_imported_nnunet_folders`), so they are set only around its calls.
 Training uses nnU-Net's own `nnUNetTrainer` with a chosen number of epochs and iterations (its default schedule
 is 1000 x 250 iterations, for a GPU); the checkpoint names that trainer, so the same inference path loads it.
 """
@@ -10,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,7 @@ def nnunet_environment(work: Path, data_workers: int):
               "nnUNet_results": str(Path(work) / "nnUNet_results"), "nnUNet_n_proc_DA": str(data_workers)}
     previous = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
+    _set_imported_nnunet_folders(values)
     try:
         yield
     finally:
@@ -50,6 +53,22 @@ def nnunet_environment(work: Path, data_workers: int):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        _set_imported_nnunet_folders(previous)
+
+
+def _set_imported_nnunet_folders(values: dict) -> None:
+    """SCT's fork nnunetv2-neuropoly (2.6.2, like older stock releases) copies the three folder variables into
+    module globals (plain strings, or None when unset) when `nnunetv2.paths` is first imported, and every module
+    that imports them keeps its own copy: set those copies in the nnU-Net modules already imported. Stock 2.8 holds
+    objects there that read the environment at each use: left alone."""
+    folders = {key: value for key, value in values.items() if key in ("nnUNet_raw", "nnUNet_preprocessed",
+                                                                      "nnUNet_results")}
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name == "nnunetv2" or name.startswith("nnunetv2.")):
+            continue
+        for key, value in folders.items():
+            if key in vars(module) and (vars(module)[key] is None or isinstance(vars(module)[key], str)):
+                setattr(module, key, value)
 
 
 def dataset_folder(root: Path, dataset_id: int) -> Path:
