@@ -33,6 +33,12 @@ echo "-- sct_rootlets into it, SCT's versions as constraints"
 "$venv/bin/pip" freeze --exclude-editable > "$work/freeze_after.txt"
 echo "   added: $(comm -13 <(sort "$freeze") <(sort "$work/freeze_after.txt") | cut -d= -f1 | cut -d' ' -f1 | tr '\n' ' ')"
 
+echo "-- launchers copied beside SCT's, run from a shell with only them on the PATH (README: Inside SCT)"
+mkdir -p "$work/sct_bin"
+cp "$venv"/bin/sct_deepseg_rootlets "$venv"/bin/sct_rootlets_* "$work/sct_bin/"
+env -i HOME="$HOME" PATH="$work/sct_bin:/usr/bin:/bin" sct_deepseg_rootlets -list-models > "$work/list.txt"
+grep -q "Without -model, sct_deepseg_rootlets uses" "$work/list.txt"
+
 echo "-- tests in the SCT-like environment ($((SECONDS - start)) s so far)"
 cd "$work"
 SCT_ROOTLETS_SCT_FREEZE_BEFORE="$freeze" "$venv/bin/pytest" -p no:cacheprovider -q "$repo/tests/sct_env" \
