@@ -33,7 +33,8 @@ PACKAGE_UNDER_TEST = Path(sct_rootlets.__file__).resolve().parent
 
 
 def _from_checkout() -> bool:
-    return PACKAGE_UNDER_TEST.is_relative_to(REPOSITORY)
+    """Whether the source folder itself is imported (the venv may live inside the checkout: that is installed)."""
+    return PACKAGE_UNDER_TEST == REPOSITORY / "sct_rootlets"
 
 
 def pytest_configure(config):
@@ -94,23 +95,61 @@ def offline(monkeypatch):
     monkeypatch.setenv(OFFLINE_ENV_VAR, "1")
 
 
+def tree_digest(folder: Path) -> dict:
+    """Every file below `folder` (relative path -> SHA-256): what a fixture must still hold after the tests."""
+    import hashlib
+
+    return {path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(Path(folder).rglob("*")) if path.is_file()}
+
+
+def _make_read_only(folder: Path) -> None:
+    for path in [Path(folder), *Path(folder).rglob("*")]:
+        path.chmod(path.stat().st_mode & ~0o222)
+
+
+def copy_writable(source: Path, target: Path) -> Path:
+    """A private, writable copy of a (read-only) fixture tree."""
+    import shutil
+
+    shutil.copytree(source, target)
+    for path in [Path(target), *Path(target).rglob("*")]:
+        path.chmod(path.stat().st_mode | 0o200)
+    return Path(target)
+
+
 @pytest.fixture(scope="session")
-def tiny_model_root(tmp_path_factory) -> Path:
-    """A model folder in the published layout: <root>/<release>/nnUNetTrainer__nnUNetPlans__3d_fullres/."""
-    root = tmp_path_factory.mktemp("tiny_model")
+def tiny_model_master(tmp_path_factory) -> Path:
+    """The tiny model, built once per session and never handed to a run: tests get a fresh copy of it
+    (`tiny_model_root`), so whatever a run writes beside the model (ONNX exports) starts from nothing in every test,
+    whichever tests ran before. Read-only (for non-root users) and checked unchanged at the end of the session."""
+    root = tmp_path_factory.mktemp("tiny_model_master")
     tiny_model.build_model_folder(root)
-    return root
+    digest = tree_digest(root)
+    _make_read_only(root)
+    yield root
+    assert tree_digest(root) == digest, "a test changed the session's tiny model"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
+def tiny_model_root(tiny_model_master, tmp_path) -> Path:
+    """A model folder in the published layout: <root>/<release>/nnUNetTrainer__nnUNetPlans__3d_fullres/, this
+    test's own copy (runs with default options write their ONNX conversions beside the checkpoints)."""
+    return copy_writable(tiny_model_master, tmp_path / "tiny_model")
+
+
+@pytest.fixture
 def tiny_trainer_dir(tiny_model_root) -> Path:
     return tiny_model_root / tiny_model.RELEASE_DIR / tiny_model.TRAINER_DIR
 
 
 @pytest.fixture(scope="session")
-def tiny_model_zip(tiny_model_root, tmp_path_factory) -> Path:
+def tiny_model_zip(tiny_model_master, tmp_path_factory) -> Path:
     """The tiny model zipped as the published releases are (release folder at the top)."""
-    return tiny_model.zip_folder(tiny_model_root, tmp_path_factory.mktemp("zips") / "tiny-rootlets.zip")
+    archive = tiny_model.zip_folder(tiny_model_master, tmp_path_factory.mktemp("zips") / "tiny-rootlets.zip")
+    digest = tree_digest(archive.parent)  # tests copy it (shutil.copy keeps the mode: left writable)
+    yield archive
+    assert tree_digest(archive.parent) == digest, "a test changed the session's tiny model archive"
 
 
 @pytest.fixture
