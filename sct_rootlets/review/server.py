@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from sct_rootlets import __version__
+from sct_rootlets.anatomy.levels import spinal_level_name
 from sct_rootlets.errors import RootletsError
+from sct_rootlets.qc.pictures import level_colour  # SCT's rootlets colours, cycled from C2
 from sct_rootlets.review.items import ReviewFolders, ReviewItem, find_items
 from sct_rootlets.review.lists import Marks, read_qc_fail_yml
 from sct_rootlets.review.saving import LABEL_VALUES, CorrectionWriter, UploadRefused, file_version
@@ -44,15 +46,9 @@ MAX_FORM_BYTES = 64 * 1024
 #: A too large upload up to this size is read and dropped before the refusal is sent; a larger one is cut off.
 DRAIN_BYTES = 1 << 30
 ALLOWED_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
-#: SCT's rootlets colours, cycled from C2 (as in the QC pictures), and the level names.
-LEVEL_COLOURS = ["#FFFFFF", "#F28C28", "#0096FF", "#FFEE00", "#FF0000", "#50FF30", "#F749FD"]
 CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; "
                            "img-src 'self' data: blob:; connect-src 'self' blob: data:; worker-src 'self' blob:; "
                            "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
-
-
-def level_name(value: int) -> str:
-    return f"C{value}" if value <= 8 else f"T{value - 8}"
 
 
 def static_folder() -> Path:
@@ -111,8 +107,8 @@ class ReviewSession:
     def summary(self) -> dict:
         return {"version": __version__, "rater": self.rater, "out": str(self.folders.out),
                 "qc_fail": str(self.marks.qc_fail_path),
-                "levels": [{"value": value, "name": level_name(value),
-                            "colour": LEVEL_COLOURS[(value - 2) % len(LEVEL_COLOURS)]}
+                "levels": [{"value": value, "name": spinal_level_name(value),
+                            "colour": "#%02X%02X%02X" % level_colour(value)}
                            for value in self.allowed if value >= 2],
                 "items": [self.describe(index) for index in range(len(self.items))]}
 
