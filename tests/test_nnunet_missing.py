@@ -30,12 +30,14 @@ def test_segmenting_without_nnunet_is_one_sentence_and_writes_nothing(no_nnunet,
                                                                        capsys):
     from sct_rootlets.cli.deepseg_rootlets import main
 
-    image = tmp_path / "t2.nii.gz"
+    data = tmp_path / "data"
+    data.mkdir()
+    image = data / "t2.nii.gz"
     nib.save(ras_image(), image)
     code = main(["-i", str(image), "-model", str(tiny_model_root), "-region", "whole", "-device", "cpu"])
     assert code == 1
     _one_sentence(capsys, "sct_deepseg_rootlets")
-    assert os.listdir(tmp_path) == ["t2.nii.gz"]
+    assert os.listdir(data) == ["t2.nii.gz"]
 
 
 def test_planning_a_training_without_nnunet_is_one_sentence(no_nnunet, tmp_path, capsys):
