@@ -17,7 +17,9 @@ MARKS = []
 
 
 def _timed(owner, name: str, label: str) -> None:
-    original = getattr(owner, name)
+    original = getattr(owner, name, None)
+    if original is None:  # a stage the tree timed does not have
+        return
 
     @functools.wraps(original)
     def timed(*args, **kwargs):
@@ -38,6 +40,7 @@ def main() -> None:
     MARKS.append(("start-up and light imports", "MainThread", 0.0, time.perf_counter() - START))
     for owner, name, label in (
             (session, "select_device", "device choice (imports torch)"),
+            (session, "choose_device", "device choice"),
             (cord.CordSegmenter, "__init__", "cord model loading"), (cord.CordSegmenter, "segment", "cord step"),
             (session.InferenceSession, "__init__", "model loading (a session)"),
             (session.InferenceSession, "predict", "prediction (a session)"),

@@ -287,7 +287,7 @@ def run_batch(images: list, settings: BatchSettings, *, jobs: int = 1, scheduler
               resume: bool = False, progress: bool = True, source: Path = Path(".")) -> list:
     """Process the images; return one ItemResult per image (failures included, never raised)."""
     from sct_rootlets.inference.engines import select_engine
-    from sct_rootlets.inference.session import prediction_options, select_device
+    from sct_rootlets.inference.session import choose_device, prediction_options
     from sct_rootlets.store.resolve import resolve_model
 
     model = resolve_model(settings.model, settings.folds)  # a model problem stops the run before any work
@@ -297,7 +297,7 @@ def run_batch(images: list, settings: BatchSettings, *, jobs: int = 1, scheduler
 
         cord_model_sha256 = cord_model().files_sha256
 
-    engine = select_engine(settings.engine, select_device(settings.device), settings.region)
+    engine = select_engine(settings.engine, choose_device(settings.device), settings.region)
 
     def signature(image: BidsImage) -> dict:
         return result_signature({**prediction_options(model, tta=settings.tta, step_size=settings.step_size,

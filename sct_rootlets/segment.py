@@ -78,7 +78,7 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
     Raises a RootletsError subclass, with a message for the user, for anything the user can fix.
     """
     from sct_rootlets.anatomy.cord import CordMasks
-    from sct_rootlets.inference.session import InferenceSession, select_device  # torch loads only when segmenting
+    from sct_rootlets.inference.session import InferenceSession, choose_device
 
     inputs = [Path(i) for i in inputs]
     if anatomy != Anatomy() and len(inputs) != 1:
@@ -95,7 +95,7 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
 
         level_outputs = output_paths(plans[0].image, None, anatomy.discs is not None).values()
         plan_outputs_exist(level_outputs, overwrite)
-    select_device(device)
+    choose_device(device)  # a device that cannot be used stops the run here
     cords = CordMasks(device=device, threads=threads, engine=engine)
     cord_required = wants_levels or postprocessing.needs_cord
     cord_wanted = cord_required or region != "whole" or qc.folder is not None
@@ -106,7 +106,7 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
 
     resolved = resolve_model(model, folds, progress=progress)  # a model problem stops the run before any work
     # The first image's cord is computed while the rootlets model loads (the cord step's numerical work
-    # releases the interpreter, the model's loading is mostly imports): a second of a single run's start-up.
+    # releases the interpreter): start-up overlaps the cord step.
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as worker:
         first_cord = worker.submit(cord_of, first)
         session = InferenceSession(resolved, device=device, tta=tta, step_size=step_size, threads=threads,

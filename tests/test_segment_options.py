@@ -27,7 +27,13 @@ def test_postprocessing_and_levels_in_one_run(tiny_model_root, tmp_path, rootlet
     labels = np.asanyarray(labels_image.dataobj)
     cord_mask = np.asanyarray(nib.load(cord).dataobj) > 0
     zooms = labels_image.header.get_zooms()[:3]
-    assert labels.any() and set(np.unique(labels)) <= set(range(2, 10)) | {0}
+    unfiltered = tmp_path / "unfiltered" / "out.nii.gz"
+    assert run_cli("-i", image, "-o", unfiltered, "-model", tiny_model_root, "-device", "cpu", "-s", cord,
+                   "-max-distance-mm", "4", "-min-size-mm3", "2", "-v", "0", env_home=rootlets_home).returncode == 0
+    kept = np.asanyarray(nib.load(unfiltered).dataobj)
+    assert (kept == 1).any(), "without -keep-levels this model labels level 1 here: the filter has work to do"
+    assert labels.any() and not (labels == 1).any(), "-keep-levels 2:9 keeps C2..T1 only"
+    assert set(np.unique(labels)) - {0} <= set(range(2, 10))
     distance_mm = ndimage.distance_transform_edt(~cord_mask, sampling=zooms)
     assert distance_mm[labels > 0].max() <= 4.0
     voxel_mm3 = float(np.prod(zooms))
@@ -74,10 +80,11 @@ def test_without_a_cord_mask_the_computed_one_keeps_rootlets_near_the_cord(tiny_
 def test_options_that_need_labels_are_refused_before_inference(tiny_model_root, tmp_path, rootlets_home):
     image = REAL / "sub-fakelesion_T2w.nii.gz"
     out = tmp_path / "out.nii.gz"
+    before = set(tmp_path.iterdir())
     result = run_cli("-i", image, "-o", out, "-model", tiny_model_root, "-dilate", "2", "-shape", "disk",
                      env_home=rootlets_home)
     assert result.returncode == 1 and "Invalid dilation" in result.stderr
-    assert list(tmp_path.iterdir()) == []
+    assert set(tmp_path.iterdir()) == before
 
 
 def test_dilate_command(tmp_path, rootlets_home):

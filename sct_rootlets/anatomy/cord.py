@@ -32,13 +32,18 @@ class CordNotFoundError(RootletsError):
 
 def keep_cord_pieces(mask: np.ndarray, min_share: float = MIN_PIECE_SHARE) -> np.ndarray:
     """The largest 26-connected piece of a binary mask and every piece at least `min_share` of its size (a cord
-    interrupted by a lesion or signal loss stays whole; specks in other tissue go)."""
-    pieces, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
-    if count == 0:
-        return np.zeros(mask.shape, np.uint8)
+    interrupted by a lesion or signal loss stays whole; specks in other tissue go). Pieces are found in the mask's
+    bounding box, where all of them lie."""
+    kept = np.zeros(mask.shape, np.uint8)
+    occupied = [np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+                for axis in range(mask.ndim)]
+    if occupied[0].size == 0:
+        return kept
+    box = tuple(slice(int(where[0]), int(where[-1]) + 1) for where in occupied)
+    pieces, count = ndimage.label(mask[box], structure=np.ones((3, 3, 3), bool))
     sizes = np.bincount(pieces.ravel())[1:]
-    kept = np.flatnonzero(sizes >= min_share * sizes.max()) + 1
-    return np.isin(pieces, kept).astype(np.uint8)
+    kept[box] = np.isin(pieces, np.flatnonzero(sizes >= min_share * sizes.max()) + 1)
+    return kept
 
 
 def cord_model(model: Optional[str] = None):

@@ -7,6 +7,8 @@ compiles it for each tile shape it meets (under a second). Results equal PyTorch
 
 nnU-Net's predictor loads each fold's weights into its network before predicting with that fold;
 `OpenVinoNetwork.load_state_dict` selects the fold's compiled network instead, so the predictor runs unchanged.
+Beside each export the checkpoint's few other facts (configuration, mirror axes, trainer) are kept, so a run from
+the cache neither reads the checkpoint nor imports torch (the fast region mode's own tiling is numpy).
 
 "openvino-bf16" computes in bfloat16 where the CPU does so natively (AVX512-BF16, AMX): about 1.8 times faster
 again than fp32 here, labels no longer equal to fp32's up to rounding only (measured against the truth in
@@ -16,13 +18,14 @@ PyTorch wherever a result must equal nnU-Net's (whole image, exact region) or on
 
 import inspect
 import io
+import json
 import logging
 import os
 import tempfile
 import threading
 import warnings
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -35,12 +38,15 @@ logger = logging.getLogger(__name__)
 
 
 def openvino_available() -> bool:
+    """Whether openvino and onnx (which torch's exporter needs) are installed; onnx is looked up, not imported
+    (a run from cached exports never imports it)."""
+    import importlib.util
+
     try:
-        import onnx  # noqa: F401  (torch's exporter needs it)
         import openvino  # noqa: F401
     except ImportError:
         return False
-    return True
+    return importlib.util.find_spec("onnx") is not None
 
 
 #: torch's ONNX exporter keeps global state: one export at a time in a process (e.g. cord and rootlets models).
@@ -84,33 +90,82 @@ def cached_onnx_path(checkpoint: Path, checkpoint_sha256: str, fallback_folder: 
     return Path(fallback_folder) / name
 
 
-class OpenVinoNetwork:
-    """Callable like the PyTorch network (tensor in, logits tensor out) for nnU-Net's sliding window."""
+#: What inference reads from a checkpoint besides its weights. Kept beside the checkpoint's ONNX export, so that a
+#: run from the cached export reads no checkpoint and imports no torch.
+CHECKPOINT_FACTS = ("configuration", "inference_allowed_mirroring_axes", "trainer_name")
 
-    def __init__(self, network, fold_states: Sequence[dict], onnx_paths: Sequence[Path], threads: int, strides,
-                 precision: str = "f32"):
+
+def checkpoint_facts(checkpoint: dict) -> dict:
+    """The `CHECKPOINT_FACTS` of a loaded nnU-Net checkpoint (JSON-ready)."""
+    axes = checkpoint.get("inference_allowed_mirroring_axes")
+    return {"configuration": checkpoint.get("init_args", {}).get("configuration"),
+            "inference_allowed_mirroring_axes": None if axes is None else [int(axis) for axis in axes],
+            "trainer_name": checkpoint.get("trainer_name", "")}
+
+
+def facts_path(onnx_path: Path) -> Path:
+    """Where the checkpoint facts of an ONNX export are kept: beside it, same name, `.json`."""
+    return Path(onnx_path).with_suffix(".json")
+
+
+def read_checkpoint_facts(onnx_path: Path) -> Optional[dict]:
+    """The checkpoint facts kept beside an ONNX export, or None when the export or its facts are missing or
+    unreadable (the checkpoint is then read again)."""
+    path = facts_path(onnx_path)
+    if not (Path(onnx_path).is_file() and path.is_file()):
+        return None
+    try:
+        facts = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(facts, dict) or set(facts) != set(CHECKPOINT_FACTS):
+        return None
+    if facts["inference_allowed_mirroring_axes"] is not None:
+        facts["inference_allowed_mirroring_axes"] = tuple(facts["inference_allowed_mirroring_axes"])
+    return facts
+
+
+def write_checkpoint_facts(onnx_path: Path, facts: dict) -> None:
+    """Keep a checkpoint's facts beside its ONNX export (atomically); a folder that cannot be written only means
+    that the next run reads the checkpoint again."""
+    try:
+        with atomic_paths([facts_path(onnx_path)], overwrite=True) as (temporary,):
+            temporary.write_text(json.dumps(facts, indent=1))
+    except (OSError, OutputError) as exc:
+        logger.debug("Not caching the checkpoint's facts beside %s: %s", onnx_path, exc)
+
+
+class OpenVinoNetwork:
+    """The network of each fold compiled by OpenVINO from its ONNX export. `select` a fold, then `logits` (numpy);
+    for nnU-Net's predictor it is also callable like the PyTorch network (tensor in, logits tensor out), and its
+    `load_state_dict`, given one of `fold_states` (what the predictor holds as each fold's weights), selects that
+    fold. `export(fold, path)` writes a fold's missing ONNX export (it needs torch); without it every export must
+    exist."""
+
+    def __init__(self, onnx_paths: Sequence[Path], threads: int, precision: str = "f32",
+                 fold_states: Optional[Sequence] = None, export: Optional[Callable] = None):
         import openvino as ov
 
         self.core = ov.Core()
         self.threads, self.precision = threads, precision
-        self.models = []
-        for state_dict, path in zip(fold_states, onnx_paths):
-            self.models.append(self._onnx_model(network, state_dict, Path(path), strides))
-        self.fold_states = list(fold_states)
+        self.models = [self._onnx_model(fold, Path(path), export) for fold, path in enumerate(onnx_paths)]
+        self.fold_states = list(fold_states) if fold_states is not None else list(onnx_paths)
         self.active = 0
         self.compiled = {}
 
-    def _onnx_model(self, network, state_dict, path: Path, strides):
+    def _onnx_model(self, fold: int, path: Path, export: Optional[Callable]):
         """One fold's network, read from its cached ONNX export (made first if missing). Where the cache cannot be
         written (a full or read-only disk), the export is made in a temporary folder, read, and not kept."""
         if not path.is_file():
+            if export is None:
+                raise ModelError(f"The ONNX export {path} is missing.")
             logger.info("Converting the network to ONNX for OpenVINO: %s", path)
             try:
-                export_onnx(network, state_dict, path, strides)
+                export(fold, path)
             except OutputError as exc:
                 logger.debug("Not caching the ONNX export: %s", exc)
                 with tempfile.TemporaryDirectory(prefix="sct_rootlets_onnx-") as folder:
-                    export_onnx(network, state_dict, Path(folder) / path.name, strides)
+                    export(fold, Path(folder) / path.name)
                     return self._read(Path(folder) / path.name)
         return self._read(path)
 
@@ -120,6 +175,10 @@ class OpenVinoNetwork:
         except Exception as exc:  # a damaged cache: tell the user which file to delete
             logger.debug("OpenVINO read error: %s", exc)
             raise ModelError(f"OpenVINO cannot read {path}; delete it to convert the network again.") from None
+
+    def select(self, fold: int) -> None:
+        """Run fold `fold` (its index among the exports) from now on."""
+        self.active = fold
 
     def load_state_dict(self, state_dict, *args, **kwargs):
         """nnU-Net's per-fold weight loading: pick that fold's network."""
@@ -139,12 +198,15 @@ class OpenVinoNetwork:
                 "PERFORMANCE_HINT": "LATENCY"})
         return self.compiled[key]
 
+    def logits(self, tiles: np.ndarray) -> np.ndarray:
+        """The selected fold's float32 logits of float32 tiles (batch, channel, z, y, x)."""
+        compiled = self._compiled(tuple(tiles.shape))
+        return np.asarray(compiled(np.ascontiguousarray(tiles, dtype=np.float32))[0])
+
     def __call__(self, tiles):
         import torch
 
-        compiled = self._compiled(tuple(tiles.shape))
-        result = compiled(np.ascontiguousarray(tiles.detach().cpu().numpy(), dtype=np.float32))
-        return torch.from_numpy(np.asarray(result[0]))
+        return torch.from_numpy(self.logits(tiles.detach().cpu().numpy()))
 
     # nnU-Net's predictor moves its network to a device and switches it to evaluation mode.
     def to(self, *args, **kwargs):
