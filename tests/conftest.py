@@ -132,10 +132,11 @@ def tiny_model_master(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def tiny_model_root(tiny_model_master, tmp_path) -> Path:
+def tiny_model_root(tiny_model_master, tmp_path_factory) -> Path:
     """A model folder in the published layout: <root>/<release>/nnUNetTrainer__nnUNetPlans__3d_fullres/, this
-    test's own copy (runs with default options write their ONNX conversions beside the checkpoints)."""
-    return copy_writable(tiny_model_master, tmp_path / "tiny_model")
+    test's own copy (runs with default options write their ONNX conversions beside the checkpoints), outside the
+    test's tmp_path (tests list what they wrote there)."""
+    return copy_writable(tiny_model_master, tmp_path_factory.mktemp("tiny_model") / "model")
 
 
 @pytest.fixture

@@ -67,9 +67,15 @@ class ModelServer:
         self.httpd.server_close()
 
 
+#: Sockets bound by `refused_url`, kept open (never listening) for the rest of the test session: a port that was freed
+#: could be taken by another server (another test, another process) and then answer.
+_HELD_PORTS = []
+
+
 def refused_url(name: str) -> str:
-    """An address on 127.0.0.1 where nothing listens: connecting is refused at once."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/{name}"
+    """An address on 127.0.0.1 where nothing listens: connecting is refused at once. The port stays bound to a
+    socket that never listens (the kernel refuses connections to it), so nothing else can take it."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    _HELD_PORTS.append(holder)
+    return f"http://127.0.0.1:{holder.getsockname()[1]}/{name}"

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import BIN, ras_image, run_cli, synthetic_t2w
+from conftest import BIN, SHARED_DATA, ras_image, run_cli, synthetic_t2w
 from sct_rootlets.io import bids
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,14 +172,57 @@ def test_process_script_under_the_sct_run_batch_contract(dataset, tiny_model_roo
     assert {(e["dataset"], e["subject"]) for e in entries} == {("ds", "sub-01"), ("ds", "sub-02")}
     assert (dataset / "sub-01/anat/sub-01_T2w.nii.gz").is_file(), "the raw dataset is untouched"
 
+    # No manual cord mask, and the cord model finds no cord in this generated image (a blob, not a spine): the job
+    # still succeeds (no SCT needed), with rootlets but neither a cord mask nor levels ("without levels").
     no_mask = subprocess.run(["bash", str(REPO / "batch/process_rootlets.sh"), "sub-04", str(tiny_model_root)],
-                             env=env, capture_output=True, text=True, timeout=600)  # no manual cord: no SCT needed
+                             env=env, capture_output=True, text=True, timeout=600)
     assert no_mask.returncode == 0, no_mask.stderr[-3000:]
+    assert "No spinal cord was found in" in no_mask.stderr
     anat = out / "data_processed/sub-04/anat"
-    assert (anat / "sub-04_T2w_label-rootlets_dseg.nii.gz").is_file()
-    assert (anat / "sub-04_T2w_seg.nii.gz").is_file() == (
-        anat / "sub-04_T2w_label-rootlets_dseg_spinal_levels.csv").is_file(), "levels wherever a cord was found"
+    rootlets = anat / "sub-04_T2w_label-rootlets_dseg.nii.gz"
+    assert rootlets.is_file() and nib.load(rootlets).shape == SHAPE
+    assert json.loads((anat / "sub-04_T2w_label-rootlets_dseg.json").read_text())["Options"]["cord_mask"][
+        "Found"] is False
+    assert not (anat / "sub-04_T2w_seg.nii.gz").exists(), "no cord found: no cord mask"
+    assert not list(anat.glob("*spinal_levels*")), "no cord found: no levels"
+    assert set(pd.read_csv(out / "results/spinal_levels.csv").fname.map(lambda f: Path(f).name[:6])) == {
+        "sub-01", "sub-02"}, "no rows for sub-04"
 
     missing_env = subprocess.run(["bash", str(REPO / "batch/process_rootlets.sh"), "sub-01"],
                                  env={"PATH": os.environ["PATH"]}, capture_output=True, text=True)
     assert missing_env.returncode == 2 and "PATH_DATA is not set" in missing_env.stderr
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "real_bids" / "sub-errsm24").is_dir(),
+                    reason="../shared/data/real_bids is not available")
+def test_process_script_computes_the_cord_and_levels_of_a_real_scan(tiny_model_root, tmp_path):
+    """No manual mask, a real scan: sct_rootlets_cord writes <stem>_seg.nii.gz, the rootlets use it and the levels
+    are computed and appended to $PATH_RESULTS/spinal_levels.csv."""
+    dataset = tmp_path / "realds"
+    anat = dataset / "sub-errsm24" / "anat"
+    anat.mkdir(parents=True)
+    shutil.copy(SHARED_DATA / "real_bids/sub-errsm24/anat/sub-errsm24_T2w.nii.gz", anat)   # not its manual mask
+    out = tmp_path / "run"
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "SCT_ROOTLETS_HOME": str(tmp_path / "h"),
+           "PATH_DATA": str(dataset), "PATH_DATA_PROCESSED": str(out / "data_processed"),
+           "PATH_RESULTS": str(out / "results"), "PATH_LOG": str(out / "log"), "PATH_QC": str(out / "qc"),
+           "SCT_ROOTLETS_THREADS": "2"}
+    job = subprocess.run(["bash", str(REPO / "batch/process_rootlets.sh"), "sub-errsm24", str(tiny_model_root)],
+                         env=env, capture_output=True, text=True, timeout=900)
+    assert job.returncode == 0, job.stderr[-3000:]
+    processed = out / "data_processed/sub-errsm24/anat"
+    image = nib.load(anat / "sub-errsm24_T2w.nii.gz")
+    cord = nib.load(processed / "sub-errsm24_T2w_seg.nii.gz")
+    assert cord.shape == image.shape and np.allclose(cord.affine, image.affine)
+    manual = np.asanyarray(nib.load(SHARED_DATA / "real_bids/derivatives/labels/sub-errsm24/anat/"
+                                    "sub-errsm24_T2w_label-SC_seg.nii.gz").dataobj) > 0
+    computed = np.asanyarray(cord.dataobj) > 0
+    assert 2 * (computed & manual).sum() / (computed.sum() + manual.sum()) > 0.7, "the computed mask is the cord"
+    sidecar = json.loads((processed / "sub-errsm24_T2w_label-rootlets_dseg.json").read_text())
+    assert sidecar["Options"]["cord_mask"] == {"Computed": False, "File": "sub-errsm24_T2w_seg.nii.gz"}
+    levels = pd.read_csv(processed / "sub-errsm24_T2w_label-rootlets_dseg_spinal_levels.csv")
+    assert list(levels.columns[:7]) == ["spinal_level", "fname", "slice_start", "slice_end",
+                                        "distance_from_pmj_start", "distance_from_pmj_end", "height"]
+    assert len(levels) >= 1
+    table = pd.read_csv(out / "results/spinal_levels.csv")
+    assert len(table) == len(levels) and set(table.fname.map(lambda f: Path(f).name[:11])) == {"sub-errsm24"}

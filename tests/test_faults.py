@@ -352,3 +352,36 @@ def test_a_refused_write_that_no_writer_turned_is_still_one_sentence(capsys):
 
     assert run_command(parser, run, ["-v", "0"]) == 1
     assert capsys.readouterr().err == "sct_rootlets_demo: error: Disk quota exceeded: /quota/run.log.\n"
+
+
+def test_onnx_cache_goes_to_the_home_when_the_model_folder_is_read_only(read_only_disk, inputs, tiny_model_root,
+                                                                         tmp_path, monkeypatch, capsys):
+    """README: the first OpenVINO run caches each checkpoint's ONNX export beside the checkpoint, named by the
+    checkpoint's SHA-256, "or in $SCT_ROOTLETS_HOME/cache/ when the model folder is read-only"; a later run reuses
+    it. (A real read-only mount where the test may mount, so this holds as root too, where chmod stops nothing.)"""
+    import hashlib
+
+    from sct_rootlets.cli.deepseg_rootlets import main
+
+    disk = read_only_disk(lambda folder: shutil.copytree(tiny_model_root, folder / "model"))
+    before = disk.contents()
+    home = tmp_path / "home"
+    monkeypatch.setenv("SCT_ROOTLETS_HOME", str(home))
+    checkpoints = sorted((disk.folder / "model").rglob("checkpoint_final.pth"))
+    assert len(checkpoints) == 2
+    expected = {f"checkpoint_final.{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}.onnx"
+                for path in checkpoints}
+
+    def run(name):
+        return main(["-i", str(inputs["image"]), "-o", str(tmp_path / name), "-model", str(disk.folder / "model"),
+                     "-region", "whole", "-engine", "openvino", "-device", "cpu", "-v", "0"])
+
+    assert run("first.nii.gz") == 0, capsys.readouterr().err
+    cache = home / "cache"
+    assert {path.name for path in cache.glob("*.onnx")} == expected
+    stamps = {path: path.stat().st_mtime_ns for path in cache.glob("*.onnx")}
+    assert disk.contents() == before, "nothing written beside the read-only model"
+    assert run("second.nii.gz") == 0, capsys.readouterr().err
+    assert {path: path.stat().st_mtime_ns for path in cache.glob("*.onnx")} == stamps, "the cache is reused"
+    np.testing.assert_array_equal(np.asanyarray(nib.load(tmp_path / "first.nii.gz").dataobj),
+                                  np.asanyarray(nib.load(tmp_path / "second.nii.gz").dataobj))

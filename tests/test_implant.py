@@ -62,7 +62,11 @@ def test_implanted_rootlets_lie_in_the_csf_in_their_level_bands_and_darken_it():
     bands = level_bands(load_template())
     image, labels = implant(np.random.default_rng(4), data, cord, affine, C2_S, T2_S, bands)
     np.testing.assert_array_equal(data, original)
-    assert set(np.unique(labels)) - {0} <= set(range(2, 10)) and len(np.unique(labels)) >= 7
+    assert set(np.unique(labels)) == {0, *range(2, 10)}, "every level C2..T1 (2..9) is drawn, C1/T2/T3 unlabelled"
+    for level in range(2, 10):  # "in each quarter of the CSF (left/right x dorsal/ventral)"
+        x, y, _ = np.nonzero(labels == level)
+        quarters = {(a, b) for a, b in zip(np.sign(x - 20), np.sign(y - 20)) if a and b}
+        assert quarters == {(-1, -1), (-1, 1), (1, -1), (1, 1)}, (level, quarters)
     labelled = labels > 0
     assert (labelled & (radius > 3.5) & (radius <= 9)).sum() / labelled.sum() > 0.95
     assert image[labelled].mean() < 0.8 * CSF

@@ -45,21 +45,25 @@ def oblique(image: nib.Nifti1Image) -> nib.Nifti1Image:
     return out
 
 
-def stock_prediction(trainer_dir, image: nib.Nifti1Image, folds=(0, 1)) -> np.ndarray:
-    """What SCT does with nnU-Net, written independently: canonical (RAS = SCT LPI), (z,y,x), predict, undo."""
+def stock_prediction(trainer_dir, image: nib.Nifti1Image, folds=(0, 1), orientation="LPI",
+                     mirroring=False) -> np.ndarray:
+    """What SCT does with nnU-Net, written independently: reoriented to the model's `orientation` (SCT letters; LPI
+    is nibabel's canonical RAS), (z,y,x), predict, undo."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     with contextlib.redirect_stdout(io.StringIO()):
-        predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
+        predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=mirroring,
                                     perform_everything_on_device=False, device=torch.device("cpu"),
                                     verbose=False, allow_tqdm=False)
     predictor.initialize_from_trained_model_folder(str(trainer_dir), use_folds=folds,
                                                    checkpoint_name="checkpoint_final.pth")
-    canonical = nib.as_closest_canonical(image)
+    axcodes = STORED_AS[orientation]
+    canonical = image.as_reoriented(orientations.ornt_transform(orientations.io_orientation(image.affine),
+                                                                orientations.axcodes2ornt(axcodes)))
     data = canonical.get_fdata().transpose(2, 1, 0)[np.newaxis].astype(np.float32)
     spacing = [float(z) for z in canonical.header.get_zooms()[:3]][::-1]
     seg = predictor.predict_single_npy_array(data, {"spacing": spacing}, None, None, False).transpose(2, 1, 0)
-    back = orientations.ornt_transform(orientations.axcodes2ornt(("R", "A", "S")),
+    back = orientations.ornt_transform(orientations.axcodes2ornt(axcodes),
                                        orientations.io_orientation(image.affine))
     return orientations.apply_orientation(seg, back)
 
@@ -143,21 +147,25 @@ def test_checkpoint_best_is_used_when_final_is_absent(base_image, tmp_path):
 
 
 def test_dataset_json_orientation_is_honoured(base_image, tmp_path):
-    """A model declaring RPI gets its input flipped left-right compared with an LPI model."""
+    """A model declaring RPI (or PSR) gets the image reoriented to that orientation, as SCT does: its labels equal a
+    direct prediction on the image reoriented independently (nibabel) to the declared axes and mapped back."""
     import tiny_model
 
     path = tmp_path / "img.nii.gz"
     nib.save(base_image, path)
     outputs = {}
-    for orientation in ("LPI", "RPI"):
+    for orientation in ("LPI", "RPI", "PSR"):
         root = tmp_path / orientation
-        tiny_model.build_model_folder(root, folds=("0",), image_orientation=orientation)
+        trainer_dir = tiny_model.build_model_folder(root, folds=("0",), image_orientation=orientation)
         [out] = segment_rootlets([path], output=tmp_path / f"out_{orientation}.nii.gz", model=str(root),
-                                 device="cpu", region="whole")
+                                 device="cpu", region="whole", postprocessing=STOCK)
         outputs[orientation] = np.asanyarray(nib.load(out).dataobj)
         sidecar = json.loads((tmp_path / f"out_{orientation}.json").read_text())
         assert sidecar["Options"]["orientation"] == orientation
-    assert not np.array_equal(outputs["LPI"], outputs["RPI"])
+        expected = stock_prediction(trainer_dir, nib.load(path), folds=(0,), orientation=orientation)
+        np.testing.assert_array_equal(outputs[orientation], expected, err_msg=orientation)
+    assert not np.array_equal(outputs["LPI"], outputs["RPI"]), "the test image must tell the orientations apart"
+    assert not np.array_equal(outputs["RPI"], outputs["PSR"])
 
 
 def test_missing_fold_is_a_model_error(base_image, tiny_model_root, tmp_path):
@@ -176,7 +184,7 @@ def test_real_scan_end_to_end_through_cli(tiny_model_root, tmp_path, rootlets_ho
     out = tmp_path / "sub-fakelesion_T2w_rootlets.nii.gz"
 
     result = run_cli("-i", source, "-o", out, "-model", tiny_model_root, "-device", "cpu", "-region", "whole",
-                     "-v", "0", env_home=rootlets_home)
+                     "-order-levels", "0", "-v", "0", env_home=rootlets_home)
 
     assert result.returncode == 0, result.stderr
     assert source.read_bytes() == before
@@ -186,6 +194,9 @@ def test_real_scan_end_to_end_through_cli(tiny_model_root, tmp_path, rootlets_ho
     for key in ("qform_code", "sform_code", "pixdim", "xyzt_units"):
         np.testing.assert_array_equal(labels.header[key], reference.header[key])
     assert labels.get_data_dtype() == np.uint8
-    assert set(np.unique(np.asanyarray(labels.dataobj))) <= set(range(10))
+    expected = stock_prediction(tiny_model_root / "model-spinal-rootlets-tiny-r20990101" /
+                                "nnUNetTrainer__nnUNetPlans__3d_fullres", reference)
+    assert len(np.unique(expected)) >= 5
+    np.testing.assert_array_equal(np.asanyarray(labels.dataobj), expected)  # README: "-region whole -order-levels 0"
     sidecar = json.loads(out.with_name("sub-fakelesion_T2w_rootlets.json").read_text())
     assert sidecar["GeneratedBy"][0]["Name"].startswith("sct_deepseg_rootlets -i ")

@@ -174,3 +174,33 @@ def test_qc_command_on_the_real_scan(tmp_path, rootlets_home):
         assert background.size == overlay.size and overlay.mode == "RGBA"
         pixels = np.asarray(overlay)
         assert np.all(pixels[..., :3] == level_colour(5), axis=2).any()
+
+
+def test_axial_mosaic_puts_the_superior_slices_first_whatever_the_storage():
+    """README: "Axial mosaic: every slice with rootlets (± 2 slices), superior first", in SCT's level colours
+    (C2 white, C4 blue). C2 on a superior slice and C4 on an inferior one, stored PSR (voxel order not head-first)."""
+    from test_inference import STORED_AS, stored_as
+
+    image = ras_image()
+    cord = np.zeros(image.shape, np.uint8)
+    cord[14:18, 26:31, :] = 1
+    rootlets = np.zeros(image.shape, np.uint8)
+    rootlets[19, 28, 20] = 2      # superior (RAS z = 20)
+    rootlets[19, 28, 5] = 4       # inferior
+    stored = {name: stored_as(nib.Nifti1Image(data, image.affine), STORED_AS["PSR"])
+              for name, data in (("image", np.asanyarray(image.dataobj)), ("cord", cord), ("rootlets", rootlets))}
+    affine = stored["image"].affine
+    _, overlay = axial_mosaic(np.asanyarray(stored["image"].dataobj), np.asanyarray(stored["rootlets"].dataobj),
+                              affine, stored["image"].header.get_zooms()[:3],
+                              cord=np.asanyarray(stored["cord"].dataobj))
+    rgb, alpha = overlay[..., :3].astype(int), overlay[..., 3] > 0
+    white = alpha & (rgb.min(axis=2) > 200)
+    blue = alpha & (rgb[..., 2] > 150) & (rgb[..., 0] < 120)
+    assert white.any() and blue.any()
+    # 20 slices (22 down to 3) in reading order: C2's slice 20 is the 3rd tile, C4's slice 5 the 18th
+    white_at = np.argwhere(white)
+    blue_at = np.argwhere(blue)
+    reading_order = lambda at: (at[:, 0].max(), at[:, 1].max())  # noqa: E731
+    assert white_at[:, 0].max() < blue_at[:, 0].min() or (
+        white_at[:, 0].max() <= blue_at[:, 0].max() and white_at[:, 1].max() < blue_at[:, 1].min()), \
+        (reading_order(white_at), reading_order(blue_at))

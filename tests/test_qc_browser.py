@@ -27,7 +27,11 @@ def _tiny_pictures(images):
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> Path:
     """50 entries (10 subjects x 5) written by the real entry writer."""
-    root = tmp_path_factory.mktemp("browser")
+    return _make_report(tmp_path_factory.mktemp("browser"))
+
+
+def _make_report(root: Path) -> Path:
+    """A report of its own (a new UUID, so marks in the browser's storage start empty)."""
     qc_dir = root / "qc"
     for index in range(50):
         subject = f"sub-{index // 5:02d}"
@@ -66,7 +70,7 @@ def _severe_console_messages(driver):
 
 def test_viewer_lists_navigates_marks_and_exports(browser, report, tmp_path):
     from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     browser.get((report / "index.html").as_uri())
     assert len(_rows(browser)) == 50
@@ -76,6 +80,9 @@ def test_viewer_lists_navigates_marks_and_exports(browser, report, tmp_path):
     selected = browser.find_elements("css selector", "#entries tbody tr.selected")
     assert len(selected) == 1 and selected[0].find_elements("tag name", "td")[0].text == "13"
     assert browser.find_element("id", "background").get_attribute("src").endswith("background_img.png")
+    # the key press swapped the picture: wait for the new one to load before reading its size
+    WebDriverWait(browser, 30).until(lambda driver: driver.execute_script(
+        "const img = document.getElementById('background'); return img.complete && img.naturalWidth > 0"))
     assert browser.execute_script("return document.getElementById('background').naturalWidth") == 60
 
     body.send_keys("f")  # entry 13 belongs to sub-02
@@ -90,4 +97,55 @@ def test_viewer_lists_navigates_marks_and_exports(browser, report, tmp_path):
     assert len(_rows(browser)) == 25
     browser.save_screenshot(str(tmp_path / "viewer.png"))
     assert (tmp_path / "viewer.png").stat().st_size > 10_000
+    assert _severe_console_messages(browser) == []
+
+
+def test_viewer_keys_filters_and_the_fail_list_download(browser, tmp_path):
+    """README: navigates with j/k, toggles the overlay with space, marks pass/fail/artifact with p/f/a, filters by
+    subject or text, and exports the failing subjects as a qc_fail_subjects.txt download, one per line.
+    Entry n (1-based) belongs to sub-{(n-1)//5}."""
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    report = _make_report(tmp_path / "own")
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    browser.get((report / "index.html").as_uri())
+    body = browser.find_element("tag name", "body")
+
+    def selected_number():
+        [row] = browser.find_elements("css selector", "#entries tbody tr.selected")
+        return row.find_elements("tag name", "td")[0].text
+
+    assert selected_number() == "1"
+    for key in "jjjk":
+        body.send_keys(key)
+    assert selected_number() == "3"
+    overlay_hidden = "return document.getElementById('overlay').classList.contains('hidden')"
+    body.send_keys(" ")
+    assert browser.execute_script(overlay_hidden) is True
+    body.send_keys(" ")
+    assert browser.execute_script(overlay_hidden) is False
+    body.send_keys("p")             # entry 3: pass
+    body.send_keys("j", "a")        # entry 4: artifact
+    body.send_keys("j", "f")        # entry 5 (sub-00): fail
+    for _ in range(6):
+        body.send_keys("j")
+    body.send_keys("f")             # entry 11 (sub-02): fail
+    marks = [row.find_elements("tag name", "td")[8].text for row in _rows(browser)]
+    assert marks[2:5] == ["pass", "artifact", "fail"] and marks[10] == "fail"
+    assert sorted(marks) == sorted(["pass", "artifact", "fail", "fail"] + [""] * 46)
+
+    browser.find_element("id", "export-button").click()
+    assert browser.find_element("id", "export").get_attribute("value") == "sub-00\nsub-02"
+    exported = downloads / "qc_fail_subjects.txt"
+    WebDriverWait(browser, 30).until(lambda _: exported.is_file() and exported.read_text() == "sub-00\nsub-02\n")
+
+    Select(browser.find_element("id", "subject-filter")).select_by_value("sub-03")
+    rows = _rows(browser)
+    assert len(rows) == 5 and {row.find_elements("tag name", "td")[2].text for row in rows} == {"sub-03"}
+    Select(browser.find_element("id", "subject-filter")).select_by_value("")
+    browser.find_element("id", "text-filter").send_keys("entry 17")
+    rows = _rows(browser)
+    assert len(rows) == 1 and rows[0].find_elements("tag name", "td")[2].text == "sub-03"
     assert _severe_console_messages(browser) == []

@@ -81,6 +81,7 @@ def _severe(driver) -> list:
 
 def test_paint_erase_relabel_undo_save_through_the_page(browser, served):
     data, session, server = served
+    browser.get_log("browser")  # the module's browser is shared: drop what earlier tests logged (e.g. a 409)
     browser.get(server.url)
     _wait_loaded(browser, 0)
     assert browser.current_url.endswith("/")  # the token left the address bar
