@@ -105,12 +105,13 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
                          required=cord_required) if cord_wanted else (None, None)
 
     resolved = resolve_model(model, folds, progress=progress)  # a model problem stops the run before any work
-    # The first image's cord is computed while the rootlets model loads (the cord step's numerical work
-    # releases the interpreter): start-up overlaps the cord step.
+    # The first image's cord is computed while the rootlets model loads and preprocesses that image (the cord
+    # step's numerical work releases the interpreter): start-up overlaps the cord step.
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as worker:
         first_cord = worker.submit(cord_of, first)
         session = InferenceSession(resolved, device=device, tta=tta, step_size=step_size, threads=threads,
                                    progress=progress, engine=engine, region=region, roi_margin_mm=roi_margin_mm)
+        prepared = session.prepare(first) if cord_wanted else None
         first_cord = first_cord.result()
     logger.info("Loaded model %s (folds %s) from %s on %s", resolved.name, ", ".join(resolved.folder.checkpoints),
                 resolved.folder.trainer_dir, session.device)
@@ -120,9 +121,9 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
         logger.info("Segmenting %s", plan.input)
         image = first if plan is plans[0] else load_input_image(plan.input)
         cord, cord_source = first_cord if plan is plans[0] else cord_of(image)
-        first = first_cord = None
-        labels = postprocessing.apply(session.predict(image, cord), image.zooms, image.nifti.affine,
-                                      cord=cord, discs=anatomy_labels.get("discs"))
+        labels = postprocessing.apply(session.predict(image, cord, prepared),
+                                      image.zooms, image.nifti.affine, cord=cord, discs=anatomy_labels.get("discs"))
+        first = first_cord = prepared = None
         options = {**session.options_for(cord), "input": str(plan.input), "cord_mask": cord_source,
                    "postprocessing": postprocessing.as_dict()}
         sidecar = sidecar_content(command_line=command_line, model=resolved, options=options)

@@ -117,8 +117,14 @@ def test_centerline_follows_the_per_slice_centroids(storage):
     assert (centerline.first_slice, centerline.last_slice) == (rpi.min(), rpi.max())
     top_down = np.arange(rpi.max(), rpi.min() - 1, -1)
     points = np.stack([np.interp(top_down, rpi, [world[k][c] for k in rpi]) for c in range(3)], axis=1)
-    thickness = zooms[axis]
-    points = ndimage.gaussian_filter1d(points, CENTERLINE_SMOOTHING_MM / thickness, axis=0, mode="nearest")
+    sigma = CENTERLINE_SMOOTHING_MM / zooms[axis]
+    # continued beyond each end by point reflection over up to the kernel's reach (at most n - 1 points), so that
+    # a straight run stays straight to the ends; beyond that, the last continued point repeats
+    reach = min(int(4 * sigma + 0.5), len(points) - 1)
+    before = [2 * points[0] - points[k] for k in range(reach, 0, -1)]
+    after = [2 * points[-1] - points[-1 - k] for k in range(1, reach + 1)]
+    extended = np.concatenate([np.reshape(before, (-1, 3)), points, np.reshape(after, (-1, 3))])
+    points = ndimage.gaussian_filter1d(extended, sigma, axis=0, mode="nearest")[reach:reach + len(points)]
     np.testing.assert_allclose(centerline.points_mm, points, rtol=0, atol=1e-9)
     arc = np.concatenate([[0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
     np.testing.assert_allclose(centerline.arc_mm, arc, rtol=0, atol=1e-9)

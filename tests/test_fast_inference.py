@@ -119,6 +119,23 @@ def test_region_covering_the_image_gives_exactly_the_full_prediction(tiny_model_
     assert session.options_for(cord)["region"] == "fast" and session.options_for(None)["region"] == "whole"
 
 
+@pytest.mark.parametrize("engine", ["torch", "openvino"])
+def test_an_image_prepared_while_the_cord_is_computed_gives_the_same_labels(model_copy, tmp_path, engine):
+    """`prepare` (preprocessing run while the cord model works) then `predict` equals `predict` alone, on an
+    image the model resamples; a prepared image is not used for another image."""
+    path = tmp_path / "anisotropic.nii.gz"
+    nib.save(stored_as(ras_image(synthetic_t2w((48, 40, 20)), zooms=(0.6, 0.9, 1.1)), STORED_AS["LPI"]), path)
+    image = load_input_image(path)
+    cord = np.zeros(image.data.shape, np.uint8)
+    cord[20:28, 16:24, :] = 1
+    session = InferenceSession(resolve_model(str(model_copy)), device="cpu", engine=engine, region="fast")
+    alone = session.predict(image, cord)
+    np.testing.assert_array_equal(session.predict(image, cord, session.prepare(image)), alone)
+    assert alone.any()
+    with pytest.raises(ValueError, match="not the image"):
+        session.predict(image, cord, session.prepare(_image(tmp_path, "PSR", shape=(48, 40, 20))))
+
+
 def _count_tiles(session, monkeypatch) -> list:
     """Record the tiles the network runs on (one call of nnU-Net's per-tile prediction each)."""
     tiles = []

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 import tiny_model
-from conftest import BIN, ras_image, run_cli, synthetic_t2w
+from conftest import ras_image, run_cli, synthetic_t2w
 from test_batch import make_dataset
 from test_inference import STOCK, stock_prediction
 
@@ -494,9 +494,6 @@ def test_pmj_and_discs_given_to_sct_deepseg_rootlets_write_the_levels_command_ou
     assert list(zip(vertebral.slice_start, vertebral.slice_end)) == [(20, 13), (13, 6)], "from disc n to disc n+1"
 
 
-@pytest.mark.xfail(strict=True, reason="bug, reported in issue 22's closing note: the centerline's Gaussian smoothing "
-                   "(mode='nearest') also smooths the coordinate along the cord, which shortens the arc length near "
-                   "both ends (a straight 60-slice cord measures 55 mm instead of 59)")
 def test_pmj_distances_along_a_straight_cord_are_the_straight_distances(tmp_path, rootlets_home):
     """README: "Distances are arc lengths (mm) along a smoothed centerline": along a straight cord (1 mm slices),
     the distance from a PMJ on the top slice to slice s is 59 - s mm."""

@@ -83,7 +83,16 @@ def test_resampling_a_box_equals_nnunets_whole_resampling_there(order, shape, ne
 
 
 def test_the_box_kernel_is_checked_against_skimage_and_used():
-    assert resampling._zoom_box_matches_skimage()
+    """The first-use check compares the box kernel with scipy's public zoom called as skimage calls it (without
+    importing skimage); that call must be skimage's resize, which nnU-Net uses."""
+    from skimage.transform import resize
+
+    generator = np.random.default_rng(3)
+    image = generator.normal(size=(20, 33, 17)) * 50 + 3
+    for order in (0, 1, 3):
+        np.testing.assert_array_equal(resampling._scipy_resize(image, (31, 20, 9), order),
+                                      resize(image, (31, 20, 9), order, mode="edge", anti_aliasing=False))
+    assert resampling._zoom_box_matches_scipy()
 
 
 @pytest.mark.parametrize("zooms", [(0.8, 0.8, 0.8), (0.6, 0.9, 1.1), (1.3, 0.5, 0.5)])
@@ -133,15 +142,16 @@ def test_tiling_helpers_equal_nnunets():
     np.testing.assert_array_equal(padded[revert], data)
 
 
+@pytest.mark.parametrize("tile", [(16, 32, 32), (32, 64, 64)], ids=["several tiles", "one padded tile"])
 @pytest.mark.parametrize("tta", [False, True])
-def test_numpy_tiling_equals_the_torch_tiling_on_the_same_openvino_network(tiny_model_root, tmp_path, tta):
-    """Several tiles (Gaussian weights), two folds and mirroring: the same half-precision sums as the torch code."""
+def test_numpy_tiling_equals_the_torch_tiling_on_the_same_openvino_network(tiny_model_root, tmp_path, tta, tile):
+    """Several tiles (Gaussian weights) or one tile larger than the data, two folds and mirroring: the same
+    half-precision sums as the torch code."""
     model = resolve_model(str(tiny_model_root))
     InferenceSession(model, device="cpu", engine="openvino", region="fast")  # converts
     session = InferenceSession(model, device="cpu", engine="openvino", region="fast", tta=tta)
     assert isinstance(session.network, OpenVinoNetwork) and session.parameters == session.network.fold_states
     data = np.random.default_rng(0).normal(size=(1, 24, 50, 40)).astype(np.float32)
-    tile = (16, 32, 32)
     ours = session._tiled_logits_numpy(data, tile)
     theirs = session._tiled_logits(torch.from_numpy(data), tile).numpy()
     assert ours.dtype == np.float16

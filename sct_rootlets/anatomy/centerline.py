@@ -95,6 +95,19 @@ def slice_centroids(mask: np.ndarray, axis: int) -> tuple:
     return voxel_slices, centroids
 
 
+def smooth_along(points: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing of a polyline's points (n, 3) along its length that keeps straight runs straight up to
+    its ends: the line is continued beyond each end by point reflection (2 * end - mirrored point, as
+    `scipy.signal.filtfilt` pads by default), so a straight centerline keeps its length; repeating the end points
+    would pull the ends inward and shorten arc lengths there. A line shorter than the kernel's reach is continued
+    by n - 1 points, then by its last continued point."""
+    if len(points) < 2:
+        return points
+    radius = min(int(4 * sigma + 0.5), len(points) - 1)  # gaussian_filter1d's reach (truncate=4), at most n - 1
+    extended = np.pad(points, ((radius, radius), (0, 0)), mode="reflect", reflect_type="odd")
+    return ndimage.gaussian_filter1d(extended, sigma, axis=0, mode="nearest")[radius:radius + len(points)]
+
+
 @dataclass(frozen=True)
 class Centerline:
     """A smoothed cord centerline: one world point (mm) per RPI slice from `first_slice` to `last_slice`.
@@ -119,9 +132,7 @@ class Centerline:
         slices, world = frame.rpi_index(voxel_slices)[ascending], world[ascending]  # RPI slices with cord
         descending = np.arange(slices.max(), slices.min() - 1, -1)  # superior -> inferior
         points = np.stack([np.interp(descending, slices, world[:, c]) for c in range(3)], axis=1)
-        sigma = CENTERLINE_SMOOTHING_MM / frame.thickness_mm
-        if len(points) > 1:
-            points = ndimage.gaussian_filter1d(points, sigma, axis=0, mode="nearest")
+        points = smooth_along(points, CENTERLINE_SMOOTHING_MM / frame.thickness_mm)
         steps = np.linalg.norm(np.diff(points, axis=0), axis=1)
         return cls(frame=frame, first_slice=int(slices.min()), last_slice=int(slices.max()), points_mm=points,
                    arc_mm=np.concatenate([[0.0], np.cumsum(steps)]))

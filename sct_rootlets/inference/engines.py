@@ -188,10 +188,16 @@ class OpenVinoNetwork:
                 return
         raise ModelError("The OpenVINO engine was given weights it was not built from.")
 
-    def _compiled(self, shape: tuple):
-        key = (self.active, shape)
+    def compile(self, shape: tuple) -> None:
+        """Compile every fold's network for tiles of `shape` (batch, channel, z, y, x) ahead of `logits`, e.g. in
+        a thread while the image is preprocessed (OpenVINO releases the interpreter while it compiles)."""
+        for fold in range(len(self.models)):
+            self._compiled(tuple(shape), fold)
+
+    def _compiled(self, shape: tuple, fold: Optional[int] = None):
+        key = (self.active if fold is None else fold, shape)
         if key not in self.compiled:
-            model = self.models[self.active].clone()
+            model = self.models[key[0]].clone()
             model.reshape({0: list(shape)})
             self.compiled[key] = self.core.compile_model(model, "CPU", {
                 "INFERENCE_NUM_THREADS": self.threads, "INFERENCE_PRECISION_HINT": self.precision,

@@ -145,10 +145,19 @@ def nonzero_box(mask: np.ndarray) -> list:
     return box
 
 
-def preprocess(network_input: np.ndarray, spacing, plans: NetworkPlans, threads: int = 1) -> tuple:
-    """nnU-Net's preprocessing of one image (channels, z, y, x) with its spacing: (float32 array, properties as
-    nnU-Net names them: spacing, shape_before_cropping, bbox_used_for_cropping,
-    shape_after_cropping_and_before_resampling). `threads` share the resampling's work."""
+@dataclass
+class CroppedImage:
+    """An image after the first steps of nnU-Net's preprocessing (transposed, cropped to its non-zero box), with
+    the shape resampling will give it: enough to plan tiles before the costly part (`normalise_and_resample`)."""
+    data: np.ndarray
+    outside: np.ndarray  # nnU-Net's "seg" of the non-zero region: -1 outside it, 0 inside
+    properties: dict
+    original_spacing: list
+    new_shape: np.ndarray
+
+
+def crop_to_nonzero(network_input: np.ndarray, spacing, plans: NetworkPlans) -> CroppedImage:
+    """nnU-Net's preprocessing of one image (channels, z, y, x) up to its crop to the filled non-zero box."""
     from scipy.ndimage import binary_fill_holes
 
     data = network_input.astype(np.float32)  # a copy, as nnU-Net makes
@@ -162,19 +171,31 @@ def preprocess(network_input: np.ndarray, spacing, plans: NetworkPlans, threads:
     box = nonzero_box(nonzero)
     slicer = tuple(slice(start, stop) for start, stop in box)
     data = data[(slice(None), *slicer)]
-    outside = np.where(nonzero[slicer], np.int8(0), np.int8(-1))  # nnU-Net's "seg" of the non-zero region
     properties["bbox_used_for_cropping"] = box
     properties["shape_after_cropping_and_before_resampling"] = data.shape[1:]
-    target_spacing = plans.spacing
-    new_shape = compute_new_shape(data.shape[1:], original_spacing, target_spacing)
+    return CroppedImage(data, np.where(nonzero[slicer], np.int8(0), np.int8(-1)), properties, original_spacing,
+                        compute_new_shape(data.shape[1:], original_spacing, plans.spacing))
+
+
+def normalise_and_resample(cropped: CroppedImage, plans: NetworkPlans, threads: int = 1) -> tuple:
+    """The rest of nnU-Net's preprocessing: each channel normalised, then resampled to the plans' spacing.
+    (float32 array, properties)."""
+    data = cropped.data
     for channel in range(data.shape[0]):
         normalizer = _normalizer_class(plans.configuration["normalization_schemes"][channel])(
             use_mask_for_norm=plans.configuration["use_mask_for_norm"][channel],
             intensityproperties=plans.intensity_properties(channel))
-        data[channel] = normalizer.run(data[channel], outside)
-    data = resample_to_shape(data, new_shape, original_spacing, target_spacing, threads=threads,
+        data[channel] = normalizer.run(data[channel], cropped.outside)
+    data = resample_to_shape(data, cropped.new_shape, cropped.original_spacing, plans.spacing, threads=threads,
                              **plans.resampling("data"))
-    return np.ascontiguousarray(data, dtype=np.float32), properties
+    return np.ascontiguousarray(data, dtype=np.float32), cropped.properties
+
+
+def preprocess(network_input: np.ndarray, spacing, plans: NetworkPlans, threads: int = 1) -> tuple:
+    """nnU-Net's preprocessing of one image (channels, z, y, x) with its spacing: (float32 array, properties as
+    nnU-Net names them: spacing, shape_before_cropping, bbox_used_for_cropping,
+    shape_after_cropping_and_before_resampling). `threads` share the resampling's work."""
+    return normalise_and_resample(crop_to_nonzero(network_input, spacing, plans), plans, threads)
 
 
 def _label_box(logits: np.ndarray, new_shape, linear: bool) -> tuple:

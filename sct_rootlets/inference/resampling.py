@@ -9,8 +9,9 @@ steps are taken here: `resample_to_shape` gives the same arrays, bit for bit (te
 skimage's resize is scipy's `zoom` (a B-spline of the order, on the voxel grid's centres) clipped to the input's
 range. `resize_box` computes only a box of that result: scipy's zoom kernel is run with the box's first output
 voxel as shift, so every output voxel is computed from the same input coefficients with the same weights as in
-the whole result. The kernel is scipy's private one; the first use in a process compares it with skimage's resize
-on a small array, and any difference (another scipy) makes `resize_box` crop the whole resize instead.
+the whole result. The kernel is scipy's private one; the first use in a process compares it with scipy's public
+zoom called as skimage calls it, on a small array, and any difference (another scipy) makes `resize_box` crop
+skimage's whole resize instead.
 """
 
 import functools
@@ -96,15 +97,25 @@ def _zoom_box(image: np.ndarray, shape, order: int, box: tuple, threads: int = 1
     return output
 
 
+def _scipy_resize(image: np.ndarray, shape, order: int) -> np.ndarray:
+    """skimage's resize (mode "edge", no anti-aliasing) as it calls scipy: a zoom on the grid of voxel centres in
+    mode "nearest", clipped to the input's range (skimage itself is not imported: its import takes a while)."""
+    from scipy import ndimage
+
+    image = np.asarray(image, dtype=np.float64)
+    zoomed = ndimage.zoom(image, np.divide(shape, image.shape), order=order, mode="nearest", grid_mode=True)
+    return np.clip(zoomed, image.min(), image.max())
+
+
 @functools.lru_cache(maxsize=None)
-def _zoom_box_matches_skimage() -> bool:
-    """Whether `_zoom_box` gives skimage's resize here (checked once, on a small random image)."""
+def _zoom_box_matches_scipy() -> bool:
+    """Whether `_zoom_box` gives scipy's public zoom here (checked once, on a small random image)."""
     generator = np.random.default_rng(0)
     image = generator.normal(size=(9, 13, 7)) * 100
     try:
         for order, shape, box in ((1, (14, 8, 11), (slice(3, 12), slice(0, 8), slice(2, 5))),
                                   (3, (6, 20, 5), (slice(1, 6), slice(7, 19), slice(0, 5)))):
-            expected = _skimage_resize(image, shape, order)[box]
+            expected = _scipy_resize(image, shape, order)[box]
             for threads in (1, 3):
                 if not np.array_equal(_zoom_box(image, shape, order, box, threads), expected):
                     raise ValueError("the results differ")
@@ -121,7 +132,7 @@ def resize_box(image: np.ndarray, shape, order: int, box: Optional[tuple] = None
     box = tuple(slice(0, size) for size in shape) if box is None else box
     if any(part.stop <= part.start for part in box):
         return np.zeros(tuple(max(part.stop - part.start, 0) for part in box), np.float64)
-    if not np.isnan(np.min(image)) and _zoom_box_matches_skimage():
+    if not np.isnan(np.min(image)) and _zoom_box_matches_scipy():
         try:
             return _zoom_box(image, shape, order, box, threads)
         except ValueError:  # a shape scipy's zoom would round otherwise: skimage's own path

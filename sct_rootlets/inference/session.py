@@ -14,6 +14,7 @@ module imports torch's compiler, over a second of start-up) is made only for the
 fast mode tiles its region itself, with nnU-Net's preprocessing, Gaussian weights, steps and export.
 """
 
+import concurrent.futures
 import contextlib
 import functools
 import io
@@ -30,8 +31,8 @@ import numpy as np
 from sct_rootlets.inference.checkpoint import load_checkpoint
 from sct_rootlets.inference.engines import (OpenVinoNetwork, cached_onnx_path, checkpoint_facts, export_onnx,
                                             read_checkpoint_facts, select_engine, write_checkpoint_facts)
-from sct_rootlets.inference.preprocessing import (BACKGROUND_LOGIT, OTHER_LOGIT, NetworkPlans, labels_from_logits,
-                                                  preprocess)
+from sct_rootlets.inference.preprocessing import (BACKGROUND_LOGIT, OTHER_LOGIT, NetworkPlans, crop_to_nonzero,
+                                                  labels_from_logits, normalise_and_resample, preprocess)
 from sct_rootlets.inference.nnunet import require_nnunet
 from sct_rootlets.errors import ModelError
 from sct_rootlets.io.image import InputImage, Reorientation, check_resampling_memory, sct_orientation_to_axcodes
@@ -300,6 +301,21 @@ def _ask_predictor_fold_weights(folds: int) -> Optional[tuple]:
     return None
 
 
+def mirror_flips(mirror_axes) -> list:
+    """The axis combinations (of a batch of tiles: batch, channel, then the spatial axes) that test-time
+    augmentation flips, in nnU-Net's order: every non-empty combination of the mirror axes."""
+    axes = [axis + 2 for axis in mirror_axes]
+    return [combination for count in range(1, len(axes) + 1) for combination in itertools.combinations(axes, count)]
+
+
+@dataclass
+class PreparedImage:
+    """An image preprocessed for a session's fast mode (`InferenceSession.prepare`)."""
+    image: InputImage
+    data: np.ndarray
+    properties: dict
+
+
 class InferenceSession:
     """One loaded model and its predictor settings; call `predict` for each image.
 
@@ -446,24 +462,39 @@ class InferenceSession:
         region = self.region if self.uses_region(cord) else "whole"
         return {**self.options, "region": region, "roi_margin_mm": None if region == "whole" else self.roi_margin_mm}
 
-    def predict(self, image: InputImage, cord: Optional[np.ndarray] = None) -> np.ndarray:
-        """Label map (uint8, the model's label values) on the image's own voxel grid.
-
-        With a cord mask (on the image grid) and a session `region` other than "whole", the network runs only
-        around the mask's bounding box widened by `roi_margin_mm` (see the class); everything outside the box is
-        background. The image is normalised as a whole first, as for a whole-image prediction.
-        An image whose resampling to the model's voxel size cannot fit in memory is refused (InputImageError)
-        before anything is allocated.
-        """
+    def _network_view(self, image: InputImage) -> tuple:
+        """(image as nnU-Net sees it: float32 (1, z, y, x) in the model's orientation, its spacing, the function
+        that maps the image's arrays alike, the reorientation). Refuses (InputImageError) an image whose resampling
+        to the model's voxel size cannot fit in memory, before anything is allocated."""
         reorientation = Reorientation.between(image.nifti.affine, sct_orientation_to_axcodes(self.model.orientation))
 
         def to_network(array):
             return np.ascontiguousarray(reorientation.apply(array).transpose(2, 1, 0))
 
-        target_mm = reorientation.revert_zooms(self.plans.spacing[::-1])
-        check_resampling_memory(image, target_mm, self.num_heads)
+        check_resampling_memory(image, reorientation.revert_zooms(self.plans.spacing[::-1]), self.num_heads)
         spacing = list(reorientation.apply_to_zooms(image.zooms)[::-1])
-        network_input = to_network(image.data)[np.newaxis].astype(np.float32, copy=False)
+        return to_network(image.data)[np.newaxis].astype(np.float32, copy=False), spacing, to_network, reorientation
+
+    def prepare(self, image: InputImage) -> Optional["PreparedImage"]:
+        """The part of a fast-mode prediction that does not depend on the cord (nnU-Net's preprocessing), to run
+        while the cord is computed and hand to `predict`; None where `predict` would not use it."""
+        if self.region != "fast" or self.plans.unsupported is not None:
+            return None
+        network_input, spacing, _, _ = self._network_view(image)
+        return PreparedImage(image, *preprocess(network_input, spacing, self.plans, self.threads))
+
+    def predict(self, image: InputImage, cord: Optional[np.ndarray] = None,
+                prepared: Optional["PreparedImage"] = None) -> np.ndarray:
+        """Label map (uint8, the model's label values) on the image's own voxel grid.
+
+        With a cord mask (on the image grid) and a session `region` other than "whole", the network runs only
+        around the mask's bounding box widened by `roi_margin_mm` (see the class); everything outside the box is
+        background. The image is normalised as a whole first, as for a whole-image prediction (`prepared`, from
+        `prepare(image)`, is that work done beforehand).
+        An image whose resampling to the model's voxel size cannot fit in memory is refused (InputImageError)
+        before anything is allocated.
+        """
+        network_input, spacing, to_network, reorientation = self._network_view(image)
         if not self.uses_region(cord):
             segmentation = self.predictor.predict_single_npy_array(network_input, {"spacing": spacing}, None, None,
                                                                    False)
@@ -473,7 +504,9 @@ class InferenceSession:
             box = region_box(region, spacing, self.roi_margin_mm)
             segmentation[box] = self._predict_exact(network_input, spacing, region)[box]  # background elsewhere
         else:
-            segmentation = self._predict_in_region(network_input, spacing, to_network(cord) > 0)
+            if prepared is not None and prepared.image is not image:
+                raise ValueError("The prepared image is not the image to predict.")
+            segmentation = self._predict_in_region(network_input, spacing, to_network(cord) > 0, prepared)
         labels = reorientation.revert(np.asarray(segmentation).transpose(2, 1, 0))
         return np.ascontiguousarray(labels, dtype=np.uint8)
 
@@ -525,19 +558,33 @@ class InferenceSession:
         del data
         return self._segmentation(logits, properties)
 
-    def _predict_in_region(self, network_input, spacing, region):
+    def _predict_in_region(self, network_input, spacing, region, prepared: Optional["PreparedImage"] = None):
         """The fast mode: only the region's widened box, in as few tiles as the settings allow. Preprocessing and
-        export are `preprocessing`'s (nnU-Net's steps without torch) where the plans allow."""
+        export are `preprocessing`'s (nnU-Net's steps without torch) where the plans allow. Unless the image was
+        prepared, OpenVINO compiles the network for the tile while the image is normalised and resampled."""
         if self.plans.unsupported is not None:
             logger.debug("nnU-Net's own preprocessing and export: %s", self.plans.unsupported)
             return self._predict_in_region_nnunet(network_input, spacing, region)
-        data, properties = preprocess(network_input, spacing, self.plans, self.threads)
-        box = self._box_in_preprocessed(region, spacing, self.roi_margin_mm, properties, data.shape[1:])
+        if prepared is None:
+            cropped = crop_to_nonzero(network_input, spacing, self.plans)
+            properties, preprocessed_shape = cropped.properties, tuple(cropped.new_shape)
+        else:
+            properties, preprocessed_shape = prepared.properties, prepared.data.shape[1:]
+        box = self._box_in_preprocessed(region, spacing, self.roi_margin_mm, properties, preprocessed_shape)
         if any(part.stop <= part.start for part in box):  # the region lies where the image is all zeros
             return np.zeros(region.shape, np.uint8)
+        tile = tile_shape(self.plans.patch_size, [part.stop - part.start for part in box], self.plans.strides,
+                          self.max_tile_stretch, self.max_tile_voxels)
+        if prepared is not None:
+            data = prepared.data
+        elif isinstance(self.network, OpenVinoNetwork):
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as compiler:  # compiling releases the GIL
+                compiled = compiler.submit(self.network.compile, (1, network_input.shape[0], *tile))
+                data, properties = normalise_and_resample(cropped, self.plans, self.threads)
+                compiled.result()
+        else:
+            data, properties = normalise_and_resample(cropped, self.plans, self.threads)
         crop = data[(slice(None), *box)]
-        tile = tile_shape(self.plans.patch_size, crop.shape[1:], self.plans.strides, self.max_tile_stretch,
-                          self.max_tile_voxels)
         if isinstance(self.network, OpenVinoNetwork):
             region_logits = self._tiled_logits_numpy(crop, tile)
         else:
@@ -595,13 +642,16 @@ class InferenceSession:
         mean = None
         for fold, times in enumerate(times_added):
             self.network.select(fold)
-            logits = np.zeros((self.num_heads, *padded.shape[1:]), np.float16)
-            weights = np.zeros(padded.shape[1:], np.float16)
-            for part in tiles:
-                window = np.ascontiguousarray(padded[(slice(None), *part)][None])
-                logits[(slice(None), *part)] += self._openvino_with_mirroring(window)[0] * gaussian
-                weights[part] += gaussian
-            np.divide(logits, weights, out=logits)
+            if len(tiles) == 1:  # the sums below reduce to rounding the tile's logits to half precision
+                logits = self._openvino_with_mirroring(np.ascontiguousarray(padded[None]))[0].astype(np.float16)
+            else:
+                logits = np.zeros((self.num_heads, *padded.shape[1:]), np.float16)
+                weights = np.zeros(padded.shape[1:], np.float16)
+                for part in tiles:
+                    window = np.ascontiguousarray(padded[(slice(None), *part)][None])
+                    logits[(slice(None), *part)] += self._openvino_with_mirroring(window)[0] * gaussian
+                    weights[part] += gaussian
+                np.divide(logits, weights, out=logits)
             for _ in range(times):
                 mean = logits.copy() if mean is None else np.add(mean, logits, out=mean)
         if divisor > 1:
@@ -613,9 +663,7 @@ class InferenceSession:
         prediction = self.network.logits(window)
         if not (self.tta and self.mirror_axes):
             return prediction
-        axes = [axis + 2 for axis in self.mirror_axes]
-        flips = [combination for count in range(1, len(axes) + 1)
-                 for combination in itertools.combinations(axes, count)]
+        flips = mirror_flips(self.mirror_axes)
         for flip in flips:
             prediction += np.flip(self.network.logits(np.ascontiguousarray(np.flip(window, flip))), flip)
         return prediction / (len(flips) + 1)
@@ -664,9 +712,7 @@ class InferenceSession:
             return prediction
         import torch
 
-        axes = [axis + 2 for axis in self.mirror_axes]
-        flips = [combination for count in range(1, len(axes) + 1)
-                 for combination in itertools.combinations(axes, count)]
+        flips = mirror_flips(self.mirror_axes)
         for flip in flips:
             prediction += torch.flip(self.network(torch.flip(window, flip)), flip)
         return prediction / (len(flips) + 1)
