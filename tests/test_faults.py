@@ -319,6 +319,26 @@ def test_install_with_a_read_only_home(action, read_only_disk, tiny_model_zip, m
     assert disk.contents() == set()
 
 
+def test_model_folder_run_that_needs_the_cord_model_with_a_read_only_home(read_only_disk, inputs, tiny_model_root,
+                                                                          tmp_path, monkeypatch, capsys):
+    """The default fast region needs a cord mask: the cord model cannot be installed in a read-only home, and the
+    sentence names the other way (-s)."""
+    from sct_rootlets.cli.deepseg_rootlets import main
+
+    disk = read_only_disk()
+    home = disk.folder / "home"
+    monkeypatch.setenv("SCT_ROOTLETS_HOME", str(home))
+    out = tmp_path / "out"
+    out.mkdir()
+    code = main(["-i", str(inputs["image"]), "-o", str(out / "rootlets.nii.gz"), "-model", str(tiny_model_root),
+                 "-device", "cpu", "-v", "0"])
+    _one_sentence(code, capsys, "sct_deepseg_rootlets",
+                  f"Cannot install sct-rootlets-cord in {home / 'models'} (read-only file system): set "
+                  f"SCT_ROOTLETS_HOME to a writable folder, or give a cord mask with -s.")
+    assert list(out.iterdir()) == []
+    assert disk.contents() == set()
+
+
 def test_model_folder_run_goes_on_with_a_read_only_home(read_only_disk, inputs, tiny_model_root, tmp_path,
                                                         monkeypatch, capsys):
     """Nothing needs the home: a model folder, the whole image. With OpenVINO the ONNX export can be cached neither

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
-from sct_rootlets.errors import RootletsError
+from sct_rootlets.errors import InstallError, RootletsError
 from sct_rootlets.io.image import InputImage
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,10 @@ class CordMasks:
         if given is not None:
             return given, {"Computed": False, "File": str(given_path)}
         if self._segmenter is None:
-            self._segmenter = CordSegmenter(**self._settings)
+            try:
+                self._segmenter = CordSegmenter(**self._settings)
+            except InstallError as exc:  # e.g. a read-only home: the other way to a cord mask
+                raise InstallError(f"{str(exc).rstrip('.')}, or give a cord mask with -s.") from None
         try:
             return self._segmenter.segment(image), self._segmenter.provenance()
         except CordNotFoundError:

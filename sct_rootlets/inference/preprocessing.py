@@ -167,7 +167,8 @@ def crop_to_nonzero(network_input: np.ndarray, spacing, plans: NetworkPlans) -> 
     nonzero = data[0] != 0
     for channel in range(1, data.shape[0]):
         nonzero |= data[channel] != 0
-    nonzero = binary_fill_holes(nonzero)
+    if not nonzero.all():  # (most MR images: no zero voxel, so no hole to fill)
+        nonzero = binary_fill_holes(nonzero)
     box = nonzero_box(nonzero)
     slicer = tuple(slice(start, stop) for start, stop in box)
     data = data[(slice(None), *slicer)]
