@@ -43,6 +43,7 @@ def main() -> None:
             (session, "choose_device", "device choice"),
             (cord.CordSegmenter, "__init__", "cord model loading"), (cord.CordSegmenter, "segment", "cord step"),
             (session.InferenceSession, "__init__", "model loading (a session)"),
+            (session.InferenceSession, "prepare", "preprocessing while the cord is computed"),
             (session.InferenceSession, "predict", "prediction (a session)"),
             (postprocess, "keep_near_cord", "canal filter"), (postprocess, "order_levels_rostro_caudally",
                                                               "level ordering"),
