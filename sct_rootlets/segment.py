@@ -111,8 +111,10 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
         first_cord = worker.submit(cord_of, first)
         session = InferenceSession(resolved, device=device, tta=tta, step_size=step_size, threads=threads,
                                    progress=progress, engine=engine, region=region, roi_margin_mm=roi_margin_mm)
-        prepared = session.prepare(first) if cord_wanted else None
-        first_cord = first_cord.result()
+        try:
+            prepared = session.prepare(first) if cord_wanted else None
+        finally:  # the cord's error, if any, comes first, as for every later image
+            first_cord = first_cord.result()
     logger.info("Loaded model %s (folds %s) from %s on %s", resolved.name, ", ".join(resolved.folder.checkpoints),
                 resolved.folder.trainer_dir, session.device)
     command_line = command_line or f"sct_rootlets.segment_rootlets({[str(i) for i in inputs]})"
