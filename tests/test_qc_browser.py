@@ -1,19 +1,17 @@
 """Our QC viewer in headless Chromium: lists every entry, navigates by keyboard, keeps marks across a reload,
 exports the failing subjects, and logs no console error with 50 entries."""
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from chromium import headless_chromium, needs_chromium
 from sct_rootlets.qc.entries import add_entry
 from sct_rootlets.qc.pictures import save_png
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                                reason="Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
+pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+pytestmark = needs_chromium
 
 
 def _tiny_pictures(images):
@@ -44,18 +42,7 @@ def _make_report(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=1400,900",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    options.add_experimental_option("prefs", {"download.default_directory": str(tmp_path_factory.mktemp("dl"))})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = headless_chromium(tmp_path_factory.mktemp("chromium-profile"), downloads=tmp_path_factory.mktemp("dl"))
     yield driver
     driver.quit()
 
