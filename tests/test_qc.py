@@ -2,14 +2,16 @@
 
 import json
 import multiprocessing
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from conftest import SHARED_DATA, ras_image, run_cli
@@ -204,3 +206,270 @@ def test_axial_mosaic_puts_the_superior_slices_first_whatever_the_storage():
     assert white_at[:, 0].max() < blue_at[:, 0].min() or (
         white_at[:, 0].max() <= blue_at[:, 0].max() and white_at[:, 1].max() < blue_at[:, 1].min()), \
         (reading_order(white_at), reading_order(blue_at))
+
+
+# --- Text drawn in the pictures: level names per tile, orientation letters, level bars with PMJ distances ------
+
+LEVEL_NAME = re.compile(r"^[CT]\d+$")   # spinal level names as README writes them: C2 ... C8, T1, ...
+LETTERS = {"A", "P", "R", "L", "S", "I"}
+OPPOSITE = {"top": "bottom", "bottom": "top", "left": "right", "right": "left"}
+
+
+class TextCalls:
+    """ImageDraw.text calls seen so far, each a dict: picture mode, xy, text, fill, pixel bbox."""
+
+    def __init__(self):
+        self.calls = []
+        self.suppress = lambda text: False   # texts for which the call is recorded but nothing is drawn
+
+    def __iter__(self):
+        return iter(self.calls)
+
+    def clear(self):
+        self.calls.clear()
+
+
+@pytest.fixture
+def drawn_text(monkeypatch):
+    """Records every ImageDraw.text call (and draws it, unless `suppress(text)`)."""
+    original = ImageDraw.ImageDraw.text
+    recorder = TextCalls()
+
+    def text(self, xy, text, *args, **kwargs):
+        bbox = self.textbbox(xy, text, font=kwargs.get("font"), stroke_width=kwargs.get("stroke_width", 0))
+        recorder.calls.append({"mode": self.mode, "xy": tuple(xy), "text": text, "fill": kwargs.get("fill"),
+                               "bbox": bbox})
+        if not recorder.suppress(text):
+            original(self, xy, text, *args, **kwargs)
+
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", text)
+    return recorder
+
+
+def _side(dx: float, dy: float) -> str:
+    """Which edge of a picture a displacement from its centre points to (rows grow downwards)."""
+    if abs(dx) > abs(dy):
+        return "left" if dx < 0 else "right"
+    return "top" if dy < 0 else "bottom"
+
+
+def _bbox_centre(bbox) -> tuple:
+    return (bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2
+
+
+def _stored(axcodes_name: str, image: nib.Nifti1Image, **masks) -> tuple:
+    """(image data, affine, zooms, {name: mask data}) of the same physical image stored in another axis order."""
+    from test_inference import STORED_AS, stored_as
+
+    stored = stored_as(image, STORED_AS[axcodes_name])
+    out = {name: np.asanyarray(stored_as(nib.Nifti1Image(data, image.affine), STORED_AS[axcodes_name]).dataobj)
+           for name, data in masks.items()}
+    return np.asanyarray(stored.dataobj), stored.affine, stored.header.get_zooms()[:3], out
+
+
+def test_axial_mosaic_names_the_levels_of_each_tile_inside_it(drawn_text):
+    """README: "Axial mosaic: every slice with rootlets (± 2 slices), superior first, ... level names per tile".
+    Rootlets painted (RAS slice numbers): T1 (value 9) on slice 13, nothing on 12, C2 and C4 on 11, C2 on 10, so the
+    tiles are slices 15, 14, ..., 8 and only tiles 13, 11 and 10 carry names, exactly their own levels. Stored PSR.
+    The names really are in the returned overlay: a rendering without them differs only inside those tiles, and
+    there in the levels' colours (C2 white, C4 blue)."""
+    image = ras_image()
+    cord = np.zeros(image.shape, np.uint8)
+    cord[14:18, 26:31, :] = 1
+    rootlets = np.zeros(image.shape, np.uint8)
+    rootlets[20, 28, 13] = 9
+    rootlets[20, 28, 11] = 2
+    rootlets[12, 30, 11] = 4
+    rootlets[20, 27, 10] = 2
+    expected = {15: [], 14: [], 13: ["T1"], 12: [], 11: ["C2", "C4"], 10: ["C2"], 9: [], 8: []}
+    data, affine, zooms, masks = _stored("PSR", image, cord=cord, rootlets=rootlets)
+    assert nib.aff2axcodes(affine) == ("A", "I", "L"), "the storage really differs from RAS"
+
+    _, overlay = axial_mosaic(data, masks["rootlets"], affine, zooms, cord=masks["cord"])
+    height, width = overlay.shape[:2]
+    # +/-15 mm tiles of 0.8 mm isotropic voxels are square; 8 of them fit in one row
+    assert width == len(expected) * height, (width, height)
+    tile = height
+    names = [c for c in drawn_text if LEVEL_NAME.match(c["text"])]
+    assert names and all(c["mode"] == "RGBA" for c in names), "names are drawn on the overlay"
+    found = {z: [] for z in expected}
+    for call in names:
+        x0, y0, x1, y1 = call["bbox"]
+        index = int(x0 // tile)
+        assert 0 <= index < len(expected), call
+        assert index * tile <= x0 and x1 <= (index + 1) * tile and 0 <= y0 and y1 <= height, \
+            f"{call['text']} at {call['bbox']} is not inside tile {index}"
+        found[list(expected)[index]].append(call["text"])
+    assert {z: sorted(n) for z, n in found.items()} == expected
+
+    name_boxes = [c["bbox"] for c in names]
+    drawn_text.clear()
+    drawn_text.suppress = lambda text: bool(LEVEL_NAME.match(text))
+    _, without_names = axial_mosaic(data, masks["rootlets"], affine, zooms, cord=masks["cord"])
+    changed = np.any(overlay != without_names, axis=2)
+    inside_boxes = np.zeros_like(changed)
+    for x0, y0, x1, y1 in name_boxes:
+        inside_boxes[int(y0):int(np.ceil(y1)), int(x0):int(np.ceil(x1))] = True
+    assert changed.any() and not (changed & ~inside_boxes).any(), "the names change the picture only where drawn"
+    for index, z in enumerate(expected):
+        assert changed[:, index * tile:(index + 1) * tile].any() == bool(expected[z]), f"tile of slice {z}"
+    rgb = overlay[..., :3].astype(int)
+    opaque = overlay[..., 3] == 255
+    tile_11 = np.zeros_like(changed)
+    tile_11[:, 4 * tile:5 * tile] = True
+    white = changed & opaque & tile_11 & (rgb.min(axis=2) > 200)
+    blue = changed & opaque & tile_11 & (rgb[..., 2] > 150) & (rgb[..., 0] < 120)
+    assert white.any() and blue.any(), "C2's name in white and C4's in blue in the tile of slice 11"
+
+
+def _letters(calls, width: int, height: int) -> dict:
+    """{edge: letter} of the orientation letters drawn inside the (0, 0, width, height) rectangle."""
+    out = {}
+    for call in calls:
+        if call["text"] in LETTERS:
+            x, y = _bbox_centre(call["bbox"])
+            assert 0 <= x < width and 0 <= y < height, f"{call['text']} outside the picture it labels: {call}"
+            edge = _side(x - width / 2, y - height / 2)
+            assert edge not in out, f"two letters at the {edge}: {out[edge]}, {call['text']}"
+            out[edge] = call["text"]
+    return out
+
+
+def _marker_centre(overlay: np.ndarray, columns: slice, colour_test, text_boxes) -> np.ndarray:
+    """(column, row) centroid of the overlay's pixels passing `colour_test` in `columns`, text excluded."""
+    rgb = overlay[..., :3].astype(int)
+    mask = (overlay[..., 3] == 255) & colour_test(rgb)
+    for x0, y0, x1, y1 in text_boxes:
+        mask[int(y0):int(np.ceil(y1)), int(x0):int(np.ceil(x1))] = False
+    restricted = np.zeros_like(mask)
+    restricted[:, columns] = mask[:, columns]
+    at = np.argwhere(restricted)
+    assert at.size, "marker not found"
+    return at.mean(axis=0)[::-1]
+
+
+def _is_white(rgb):
+    return rgb.min(axis=2) > 200
+
+
+def _is_blue(rgb):
+    return (rgb[..., 2] > 150) & (rgb[..., 0] < 120)
+
+
+@pytest.mark.parametrize("storage", ["RPI", "PSR"])
+def test_orientation_letters_name_the_directions_the_pictures_show(storage, drawn_text):
+    """README: orientation letters on the QC pictures. Whatever the storage, each letter must sit at the edge towards
+    which that direction points in the picture: markers painted in RAS space, a C2 (white) block anterior to the
+    cord and a C4 (blue) block on the patient's right for the axial mosaic, a C2 block at the superior end and a C4
+    block at the anterior end for the sagittal overview, give the expected edge of A, R, S and A (P, L, I opposite)."""
+    image = ras_image()
+    cord = np.zeros(image.shape, np.uint8)
+    cord[14:18, 26:31, :] = 1
+    centre = (16, 28)                  # the cord's centre (x, y): the axial tiles are centred on it
+    axial = np.zeros(image.shape, np.uint8)
+    axial[centre[0] - 1:centre[0] + 2, centre[1] + 8:centre[1] + 11, 12] = 2       # anterior: +y in RAS
+    axial[centre[0] + 8:centre[0] + 11, centre[1] - 1:centre[1] + 2, 12] = 4       # right: +x in RAS
+    sagittal = np.zeros(image.shape, np.uint8)
+    sagittal[centre[0], 22:26, 20:23] = 2                                          # superior: high z
+    sagittal[centre[0], 42:46, 10:14] = 4                                          # anterior: high y
+    data, affine, zooms, masks = _stored(storage, image, cord=cord, axial=axial, sagittal=sagittal)
+    assert nib.aff2axcodes(affine) != ("R", "A", "S")
+
+    _, overlay = axial_mosaic(data, masks["axial"], affine, zooms, cord=masks["cord"])
+    height, width = overlay.shape[:2]
+    assert width == 5 * height, "slices 14..10: five square tiles in one row"
+    tile = height
+    calls = list(drawn_text)
+    boxes = [c["bbox"] for c in calls]
+    marker_tile = slice(2 * tile, 3 * tile)                                        # slice 12 is the third tile
+    tile_centre = np.array([2.5 * tile, tile / 2])
+    anterior = _marker_centre(overlay, marker_tile, _is_white, boxes) - tile_centre
+    right = _marker_centre(overlay, marker_tile, _is_blue, boxes) - tile_centre
+    expected = {_side(*anterior): "A", OPPOSITE[_side(*anterior)]: "P",
+                _side(*right): "R", OPPOSITE[_side(*right)]: "L"}
+    assert len(expected) == 4, expected
+    assert _letters([c for c in calls if c["mode"] == "RGB"], tile, tile) == expected, "axial, first tile"
+
+    drawn_text.clear()
+    _, overlay = sagittal_overview(data, masks["sagittal"], affine, zooms, cord=masks["cord"])
+    height, width = overlay.shape[:2]
+    calls = list(drawn_text)
+    picture_centre = np.array([width / 2, height / 2])
+    superior = _marker_centre(overlay, slice(0, width), _is_white, []) - picture_centre
+    anterior = _marker_centre(overlay, slice(0, width), _is_blue, []) - picture_centre
+    expected = {_side(*superior): "S", OPPOSITE[_side(*superior)]: "I",
+                _side(*anterior): "A", OPPOSITE[_side(*anterior)]: "P"}
+    assert len(expected) == 4, expected
+    assert _letters(calls, width, height) == expected, "sagittal"
+
+
+def _levels_case(tmp_path, distances: bool) -> tuple:
+    """Rootlets of C2 on RAS slices 17..21, C3 on 11..16, C4 on 5..10 (one column of voxels each), and their
+    spinal-levels CSV as `sct_rootlets_levels` writes it (slices numbered from the inferior end, `slice_start` the
+    rostral one; PMJ distances blank without a PMJ), rows deliberately not in rostro-caudal order."""
+    image = ras_image()
+    rootlets = np.zeros(image.shape, np.uint8)
+    spans = {2: (21, 17), 3: (16, 11), 4: (10, 5)}
+    for level, (rostral, caudal) in spans.items():
+        rootlets[20, 28 + level, caudal:rostral + 1] = level
+    pmj = {2: (12.3, 16.4), 3: (17.2, 22.1), 4: (22.9, 27.6)}
+    rows = []
+    for level in (3, 2, 4):
+        start, end = pmj[level] if distances else (np.nan, np.nan)
+        rostral, caudal = spans[level]
+        rows.append({"spinal_level": level, "fname": "sub-01_T2w_rootlets.nii.gz", "slice_start": rostral,
+                     "slice_end": caudal, "distance_from_pmj_start": start, "distance_from_pmj_end": end,
+                     "height": end - start, "slice_midpoint": (rostral + caudal) / 2,
+                     "distance_from_pmj_midpoint": (start + end) / 2})
+    csv = tmp_path / "sub-01_T2w_rootlets_spinal_levels.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False, na_rep="")
+    return image, rootlets, pd.read_csv(csv)
+
+
+def _bar_labels(image, rootlets, levels, drawn_text) -> tuple:
+    """(overlay, the texts drawn on it from top to bottom) of a sagittal overview."""
+    drawn_text.clear()
+    _, overlay = sagittal_overview(image.get_fdata(), rootlets, image.affine, image.header.get_zooms()[:3],
+                                   levels=levels)
+    labels = [c for c in drawn_text if c["mode"] == "RGBA"]
+    return overlay, sorted(labels, key=lambda c: c["bbox"][1])
+
+
+def test_sagittal_overview_has_one_bar_per_level_labelled_with_its_pmj_distances(tmp_path, drawn_text):
+    """README: "Sagittal overview: ... when levels were computed, one bar per spinal level with its PMJ distances".
+    Each level of the table gets one bar, in its colour, beside the picture, spanning the rows of its rootlets, and
+    one label at the bar's height, top to bottom C2, C3, C4 whatever the table's row order, with the level's
+    distances from the PMJ in whole mm (12.3-16.4 -> 12-16)."""
+    image, rootlets, levels = _levels_case(tmp_path, distances=True)
+    overlay, labels = _bar_labels(image, rootlets, levels, drawn_text)
+    plain, _ = _bar_labels(image, rootlets, None, drawn_text)
+    picture_width = plain.shape[1]
+    assert overlay.shape[0] == plain.shape[0] and overlay.shape[1] > picture_width, "a panel beside the picture"
+    assert not np.any(overlay[:, :picture_width] != plain[:, :picture_width]), "the bars are beside the picture"
+
+    assert [c["text"] for c in labels] == ["C2 12-16 mm", "C3 17-22 mm", "C4 23-28 mm"]
+    assert all(c["bbox"][0] >= picture_width and c["bbox"][2] <= overlay.shape[1] for c in labels), labels
+    bars = overlay[:, picture_width:int(min(c["bbox"][0] for c in labels))]
+    for level, label in zip((2, 3, 4), labels):
+        alone = np.where(rootlets == level, rootlets, 0)
+        single, _ = _bar_labels(image, alone, None, drawn_text)
+        painted = (single[..., 3] == 255) & np.any(single[..., :3] != 0, axis=2)
+        colours = np.unique(single[painted][:, :3], axis=0)
+        assert len(colours) == 1, colours
+        rows = np.flatnonzero(painted.any(axis=1))
+        in_bar = np.all(bars[..., :3] == colours[0], axis=2) & (bars[..., 3] == 255)
+        _, count = ndimage.label(in_bar)
+        assert count == 1, f"{label['text']}: {count} bars of its colour"
+        bar_rows = np.flatnonzero(in_bar.any(axis=1))
+        # the bar (1 px outline included) spans the rows of the level's rootlets in the picture
+        assert abs(bar_rows.min() - rows.min()) <= 1 and abs(bar_rows.max() - rows.max()) <= 1, \
+            (label["text"], (bar_rows.min(), bar_rows.max()), (rows.min(), rows.max()))
+        assert rows.min() <= _bbox_centre(label["bbox"])[1] <= rows.max(), f"{label['text']} beside its bar"
+
+
+def test_sagittal_bar_labels_carry_no_distances_without_a_pmj(tmp_path, drawn_text):
+    """Without a PMJ the table's distances are blank: the bars are labelled with the level names alone."""
+    image, rootlets, levels = _levels_case(tmp_path, distances=False)
+    assert levels["distance_from_pmj_start"].isna().all()
+    _, labels = _bar_labels(image, rootlets, levels, drawn_text)
+    assert [c["text"] for c in labels] == ["C2", "C3", "C4"]
