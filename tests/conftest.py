@@ -10,6 +10,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from nibabel import orientations
 
 from sct_rootlets.store.resolve import OFFLINE_ENV_VAR
 
@@ -197,3 +198,30 @@ def ras_image(data=None, zooms=(0.8, 0.8, 0.8)) -> nib.Nifti1Image:
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
     return image
+
+
+def stored_as(image: nib.Nifti1Image, axcodes, sform_code: int = 1) -> nib.Nifti1Image:
+    """The same physical image with its voxels stored in another axis order (qform code 1, sform `sform_code`)."""
+    ornt = orientations.ornt_transform(orientations.io_orientation(image.affine), orientations.axcodes2ornt(axcodes))
+    out = image.as_reoriented(ornt)
+    out.set_qform(out.affine, code=1)
+    out.set_sform(out.affine, code=sform_code)
+    return out
+
+
+def write_labelled_case(folder: Path, subject: str) -> dict:
+    """`ras_image()` as <subject>_T2w with a cord mask and rootlets of levels 3 (a strand) and 6 (one voxel) on its
+    grid, in `folder` (created): {"image", "cord", "rootlets"} paths."""
+    folder.mkdir(parents=True)
+    image = ras_image()
+    cord = np.zeros(image.shape, np.uint8)
+    cord[14:18, 26:31, :] = 1
+    rootlets = np.zeros(image.shape, np.uint8)
+    rootlets[20, 28, 5:9] = 3
+    rootlets[12, 29, 15] = 6
+    paths = {"image": folder / f"{subject}_T2w.nii.gz", "cord": folder / f"{subject}_T2w_seg.nii.gz",
+             "rootlets": folder / f"{subject}_T2w_rootlets.nii.gz"}
+    nib.save(image, paths["image"])
+    nib.save(nib.Nifti1Image(cord, image.affine), paths["cord"])
+    nib.save(nib.Nifti1Image(rootlets, image.affine), paths["rootlets"])
+    return paths

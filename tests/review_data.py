@@ -8,24 +8,14 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from nibabel import orientations
 
-from conftest import ras_image, synthetic_t2w
+from conftest import ras_image, stored_as, synthetic_t2w
 
 SHAPE = (24, 28, 20)
 MODEL_ENTRY = {"Name": "sct_rootlets_batch -path-data ds -path-output preds", "Version": "0.1.0",
                "ModelURL": "https://example.org/model.zip"}
 #: sub-01 stored as RAS, sub-02 as A-I-L (axes permuted and flipped), sub-03 with a session.
 SUBJECTS = (("sub-01", None, ("R", "A", "S")), ("sub-02", None, ("A", "I", "L")), ("sub-03", "ses-01", ("L", "P", "S")))
-
-
-def reoriented(image: nib.Nifti1Image, axcodes) -> nib.Nifti1Image:
-    """The same voxels stored in another axis order, with qform code 1 and sform code 2 (so that both must survive)."""
-    ornt = orientations.ornt_transform(orientations.io_orientation(image.affine), orientations.axcodes2ornt(axcodes))
-    out = image.as_reoriented(ornt)
-    out.set_qform(out.affine, code=1)
-    out.set_sform(out.affine, code=2)
-    return out
 
 
 def ras_labels(shape=SHAPE) -> np.ndarray:
@@ -48,10 +38,10 @@ def make_review_data(root: Path) -> dict:
         stem = f"{subject}_{session}_T2w" if session else f"{subject}_T2w"
         (data / folder).mkdir(parents=True)
         images[subject] = data / folder / f"{stem}.nii.gz"
-        nib.save(reoriented(image, axcodes), images[subject])
+        nib.save(stored_as(image, axcodes, sform_code=2), images[subject])
         (pred / "labels" / folder).mkdir(parents=True)
         predictions[subject] = pred / "labels" / folder / f"{stem}_label-rootlets_dseg.nii.gz"
-        nib.save(reoriented(labels, axcodes), predictions[subject])
+        nib.save(stored_as(labels, axcodes, sform_code=2), predictions[subject])
         sidecar = {"GeneratedBy": [MODEL_ENTRY], "Model": {"Name": "tiny", "FilesSHA256": "0" * 64}}
         predictions[subject].with_name(f"{stem}_label-rootlets_dseg.json").write_text(json.dumps(sidecar))
     (data / "dataset_description.json").write_text('{"Name": "review test", "BIDSVersion": "1.9.0"}')

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ras_image, synthetic_t2w
+from conftest import ras_image, stored_as, synthetic_t2w
 from sct_rootlets.inference.engines import select_engine
 from sct_rootlets.errors import ModelError
 from sct_rootlets.io.image import load_input_image
@@ -19,7 +19,7 @@ from sct_rootlets.inference.session import InferenceSession, region_box, tile_sh
 from sct_rootlets.store.resolve import resolve_model
 from sct_rootlets.io.outputs import sidecar_path
 from sct_rootlets.segment import Anatomy, segment_rootlets
-from test_inference import STORED_AS, stored_as
+from test_inference import STORED_AS
 
 
 @pytest.fixture

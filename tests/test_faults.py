@@ -20,7 +20,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import ras_image
+from conftest import ras_image, write_labelled_case
 
 from sct_rootlets.errors import InstallError, OutputError
 from sct_rootlets.store import install
@@ -171,20 +171,7 @@ def read_only_disk(tmp_path, monkeypatch):
 @pytest.fixture
 def inputs(tmp_path):
     """An image, a cord mask and a rootlets map (levels 3 and 6) on its grid, outside every test disk."""
-    folder = tmp_path / "inputs" / "sub-01" / "anat"
-    folder.mkdir(parents=True)
-    image = ras_image()
-    cord = np.zeros(image.shape, np.uint8)
-    cord[14:18, 26:31, :] = 1
-    rootlets = np.zeros(image.shape, np.uint8)
-    rootlets[20, 28, 5:9] = 3
-    rootlets[12, 29, 15] = 6
-    paths = {"image": folder / "sub-01_T2w.nii.gz", "cord": folder / "sub-01_T2w_seg.nii.gz",
-             "rootlets": folder / "sub-01_T2w_rootlets.nii.gz"}
-    nib.save(image, paths["image"])
-    nib.save(nib.Nifti1Image(cord, image.affine), paths["cord"])
-    nib.save(nib.Nifti1Image(rootlets, image.affine), paths["rootlets"])
-    return paths
+    return write_labelled_case(tmp_path / "inputs" / "sub-01" / "anat", "sub-01")
 
 
 def _one_sentence(code: int, capsys, prog: str, *expected: str) -> str:

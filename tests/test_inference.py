@@ -11,7 +11,7 @@ import pytest
 import torch
 from nibabel import orientations
 
-from conftest import SHARED_DATA, ras_image, run_cli
+from conftest import SHARED_DATA, ras_image, run_cli, stored_as
 from sct_rootlets.errors import ModelError
 from sct_rootlets.anatomy.postprocess import PostProcessing
 from sct_rootlets.segment import segment_rootlets
@@ -21,15 +21,6 @@ STOCK = PostProcessing(order_levels=False)
 
 # nibabel axis codes for SCT's LPI, RPI and PSR (SCT names the side an axis starts from).
 STORED_AS = {"LPI": ("R", "A", "S"), "RPI": ("L", "A", "S"), "PSR": ("A", "I", "L")}
-
-
-def stored_as(image: nib.Nifti1Image, axcodes) -> nib.Nifti1Image:
-    """The same physical image with its voxels stored in another axis order."""
-    ornt = orientations.ornt_transform(orientations.io_orientation(image.affine), orientations.axcodes2ornt(axcodes))
-    out = image.as_reoriented(ornt)
-    out.set_qform(out.affine, code=1)
-    out.set_sform(out.affine, code=1)
-    return out
 
 
 def oblique(image: nib.Nifti1Image) -> nib.Nifti1Image:

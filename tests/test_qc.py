@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from conftest import SHARED_DATA, ras_image, run_cli
+from conftest import SHARED_DATA, ras_image, run_cli, stored_as, write_labelled_case
 from sct_rootlets.qc import entries
 from sct_rootlets.qc.pictures import axial_mosaic, level_colour, sagittal_overview
 from sct_rootlets.qc.report import rootlets_qc
@@ -34,21 +34,7 @@ def _read_datasets_js(qc_dir: Path) -> tuple:
 @pytest.fixture
 def synthetic_case(tmp_path):
     """dataset/sub-07/anat/ image, a cord, and rootlets including one single voxel of level 6."""
-    folder = tmp_path / "study" / "sub-07" / "anat"
-    folder.mkdir(parents=True)
-    image = ras_image()
-    shape = image.shape
-    cord = np.zeros(shape, np.uint8)
-    cord[14:18, 26:31, :] = 1
-    rootlets = np.zeros(shape, np.uint8)
-    rootlets[20, 28, 5:9] = 3
-    rootlets[12, 29, 15] = 6           # one voxel
-    paths = {"image": folder / "sub-07_T2w.nii.gz", "cord": folder / "sub-07_T2w_seg.nii.gz",
-             "rootlets": folder / "sub-07_T2w_rootlets.nii.gz"}
-    nib.save(image, paths["image"])
-    nib.save(nib.Nifti1Image(cord, image.affine), paths["cord"])
-    nib.save(nib.Nifti1Image(rootlets, image.affine), paths["rootlets"])
-    return paths
+    return write_labelled_case(tmp_path / "study" / "sub-07" / "anat", "sub-07")
 
 
 def test_entries_have_exactly_sct_keys_and_resolving_images(synthetic_case, tmp_path):
@@ -181,7 +167,7 @@ def test_qc_command_on_the_real_scan(tmp_path, rootlets_home):
 def test_axial_mosaic_puts_the_superior_slices_first_whatever_the_storage():
     """README: "Axial mosaic: every slice with rootlets (± 2 slices), superior first", in SCT's level colours
     (C2 white, C4 blue). C2 on a superior slice and C4 on an inferior one, stored PSR (voxel order not head-first)."""
-    from test_inference import STORED_AS, stored_as
+    from test_inference import STORED_AS
 
     image = ras_image()
     cord = np.zeros(image.shape, np.uint8)
@@ -259,7 +245,7 @@ def _bbox_centre(bbox) -> tuple:
 
 def _stored(axcodes_name: str, image: nib.Nifti1Image, **masks) -> tuple:
     """(image data, affine, zooms, {name: mask data}) of the same physical image stored in another axis order."""
-    from test_inference import STORED_AS, stored_as
+    from test_inference import STORED_AS
 
     stored = stored_as(image, STORED_AS[axcodes_name])
     out = {name: np.asanyarray(stored_as(nib.Nifti1Image(data, image.affine), STORED_AS[axcodes_name]).dataobj)

@@ -475,7 +475,7 @@ class InferenceSession:
         spacing = list(reorientation.apply_to_zooms(image.zooms)[::-1])
         return to_network(image.data)[np.newaxis].astype(np.float32, copy=False), spacing, to_network, reorientation
 
-    def prepare(self, image: InputImage) -> Optional["PreparedImage"]:
+    def prepare(self, image: InputImage) -> Optional[PreparedImage]:
         """The part of a fast-mode prediction that does not depend on the cord (nnU-Net's preprocessing), to run
         while the cord is computed and hand to `predict`; None where `predict` would not use it."""
         if self.region != "fast" or self.plans.unsupported is not None:
@@ -484,7 +484,7 @@ class InferenceSession:
         return PreparedImage(image, *preprocess(network_input, spacing, self.plans, self.threads))
 
     def predict(self, image: InputImage, cord: Optional[np.ndarray] = None,
-                prepared: Optional["PreparedImage"] = None) -> np.ndarray:
+                prepared: Optional[PreparedImage] = None) -> np.ndarray:
         """Label map (uint8, the model's label values) on the image's own voxel grid.
 
         With a cord mask (on the image grid) and a session `region` other than "whole", the network runs only
@@ -558,7 +558,7 @@ class InferenceSession:
         del data
         return self._segmentation(logits, properties)
 
-    def _predict_in_region(self, network_input, spacing, region, prepared: Optional["PreparedImage"] = None):
+    def _predict_in_region(self, network_input, spacing, region, prepared: Optional[PreparedImage] = None):
         """The fast mode: only the region's widened box, in as few tiles as the settings allow. Preprocessing and
         export are `preprocessing`'s (nnU-Net's steps without torch) where the plans allow. Unless the image was
         prepared, OpenVINO compiles the network for the tile while the image is normalised and resampled."""
