@@ -26,6 +26,7 @@ from tqdm import tqdm
 from sct_rootlets import __version__
 from sct_rootlets.io.bids import BidsImage
 from sct_rootlets.io.image import check_same_grid, load_input_image, load_label_image
+from sct_rootlets.anatomy.cord import cord_note, cord_status, cord_was_used
 from sct_rootlets.anatomy.levels import spinal_level_name
 from sct_rootlets.options import DEFAULT_REGION, DEFAULT_ROI_MARGIN_MM
 from sct_rootlets.anatomy.postprocess import PostProcessing
@@ -107,7 +108,7 @@ def is_up_to_date(image: BidsImage, settings: BatchSettings, files_sha256: str, 
     try:
         sidecar = json.loads(paths["sidecar"].read_text(encoding="utf-8"))
         levels_written = all(path.is_file() for key, path in paths.items() if key.startswith("levels_"))
-        cord_used = sidecar["Options"]["cord_mask"].get("Found", True)
+        cord_used = cord_was_used(sidecar["Options"]["cord_mask"])
         expected = signature if cord_used else {**signature, "region": "whole", "roi_margin_mm": None}
         return (sidecar["Model"]["FilesSHA256"] == files_sha256
                 and result_signature(sidecar["Options"]) == expected  # no cord found: the whole image was run
@@ -183,7 +184,8 @@ def process_image(image: BidsImage, settings: BatchSettings, loaded=None) -> Ite
 
             rootlets_qc(Path(settings.output) / "qc", image.path, paths["dseg"], cord_mask=cord,
                         levels_csv=levels_csv, command="sct_rootlets_batch", cmdline=settings.command_line,
-                        dataset=settings.dataset_name or None, subject=image.key.replace("/", "_"))
+                        dataset=settings.dataset_name or None, subject=image.key.replace("/", "_"),
+                        note=cord_note(cord_source))
         return ItemResult(key=image.key, image=str(image.path), status="done")
     except Exception as exc:  # one bad subject must never stop the others
         for key, path in paths.items():
@@ -257,8 +259,17 @@ def write_dataset_description(settings: BatchSettings, source: Path) -> Path:
     return path
 
 
+def _cord_of(sidecar_path: Path) -> tuple:
+    """(cord status, reason) from an image's sidecar (see anatomy.cord.cord_status)."""
+    try:
+        return cord_status(json.loads(sidecar_path.read_text(encoding="utf-8"))["Options"]["cord_mask"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "unknown", ""
+
+
 def summary_table(images: list, settings: BatchSettings) -> pd.DataFrame:
-    """One row per image and level: voxel count and volume, plus extents and PMJ distances when computed."""
+    """One row per image and level: voxel count and volume, plus extents and PMJ distances when computed, and
+    which cord was used (`cord_mask`: given, computed, not found, not plausible; `cord_reason` why not)."""
     rows = []
     for image in images:
         paths = derivative_paths(image, settings.output)
@@ -269,17 +280,18 @@ def summary_table(images: list, settings: BatchSettings) -> pd.DataFrame:
         voxel_mm3 = float(np.prod(dseg.header.get_zooms()[:3]))
         levels = (pd.read_csv(paths["levels_spinal"]).set_index("spinal_level")
                   if "levels_spinal" in paths and paths["levels_spinal"].is_file() else None)
+        cord, reason = _cord_of(paths["sidecar"])
         values, counts = np.unique(labels[labels > 0], return_counts=True)
         for level, count in zip(values.astype(int), counts):
             row = {"subject": image.subject, "session": image.session or "", "image": image.path.name,
                    "spinal_level": level, "level_name": spinal_level_name(level), "voxels": int(count),
-                   "volume_mm3": count * voxel_mm3}
+                   "volume_mm3": count * voxel_mm3, "cord_mask": cord, "cord_reason": reason}
             if levels is not None and level in levels.index:
                 row.update(levels.loc[level, ["slice_start", "slice_end", "distance_from_pmj_start",
                                               "distance_from_pmj_end", "height"]].to_dict())
             rows.append(row)
     columns = ["subject", "session", "image", "spinal_level", "level_name", "voxels", "volume_mm3", "slice_start",
-               "slice_end", "distance_from_pmj_start", "distance_from_pmj_end", "height"]
+               "slice_end", "distance_from_pmj_start", "distance_from_pmj_end", "height", "cord_mask", "cord_reason"]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -77,7 +77,7 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
     cord model computes one, and the sidecar says so.
     Raises a RootletsError subclass, with a message for the user, for anything the user can fix.
     """
-    from sct_rootlets.anatomy.cord import CordMasks
+    from sct_rootlets.anatomy.cord import CordMasks, cord_note
     from sct_rootlets.inference.session import InferenceSession, choose_device
 
     inputs = [Path(i) for i in inputs]
@@ -141,7 +141,7 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
 
             rootlets_qc(qc.folder, plan.input, plan.image, cord_mask=cord, levels_csv=levels.get("spinal"),
                         command="sct_deepseg_rootlets", cmdline=command_line, dataset=qc.dataset,
-                        subject=qc.subject)
+                        subject=qc.subject, note=cord_note(cord_source))
     return written
 
 

@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
+from sct_rootlets.anatomy.plausibility import implausibility, measure_cord
 from sct_rootlets.errors import InstallError, RootletsError
 from sct_rootlets.io.image import InputImage
 
@@ -27,7 +28,36 @@ MIN_PIECE_SHARE = 0.2
 
 
 class CordNotFoundError(RootletsError):
-    """The model found no spinal cord in an image."""
+    """The model found no spinal cord in an image, or none that can be an adult cord."""
+
+
+def cord_status(provenance: Optional[dict]) -> tuple:
+    """(status, reason) of a run's sidecar `cord_mask` entry: status "given", "computed", "not found", "not
+    plausible" or "none" (no cord was wanted); reason "" unless the cord was not plausible."""
+    if not provenance:
+        return "none", ""
+    if not provenance.get("Computed"):
+        return "given", ""
+    if not provenance.get("Found", True):
+        return "not found", ""
+    if not provenance.get("Plausible", True):
+        return "not plausible", provenance.get("Reason", "")
+    return "computed", ""
+
+
+def cord_was_used(provenance: Optional[dict]) -> bool:
+    """Whether a run's sidecar `cord_mask` entry says a cord mask was used (given, or computed and plausible)."""
+    return cord_status(provenance)[0] in ("given", "computed")
+
+
+def cord_note(provenance: Optional[dict]) -> Optional[str]:
+    """A line for QC when a cord was wanted but not used (None otherwise)."""
+    status, reason = cord_status(provenance)
+    if status == "not found":
+        return "No cord found: the whole image was predicted."
+    if status == "not plausible":
+        return f"Computed cord not plausible ({reason}): not used, the whole image was predicted."
+    return None
 
 
 def keep_cord_pieces(mask: np.ndarray, min_share: float = MIN_PIECE_SHARE) -> np.ndarray:
@@ -97,8 +127,10 @@ class CordMasks:
 
     def get(self, image: InputImage, given: Optional[np.ndarray] = None, given_path: Optional[Path] = None,
             required: bool = False) -> tuple:
-        """(mask or None, provenance). Without a cord found: CordNotFoundError if `required`, else a warning, no
-        mask (the caller then works without one) and a provenance saying `"Found": false`."""
+        """(mask or None, provenance). A given mask is used as it is. A computed one is used only if it is found
+        and plausible (anatomy.plausibility); otherwise: CordNotFoundError if `required`, else one warning, no
+        mask (the caller predicts the whole image) and a provenance saying `"Found": false`, or
+        `"Plausible": false` with the reason."""
         if given is not None:
             return given, {"Computed": False, "File": str(given_path)}
         if self._segmenter is None:
@@ -107,9 +139,20 @@ class CordMasks:
             except InstallError as exc:  # e.g. a read-only home: the other way to a cord mask
                 raise InstallError(f"{str(exc).rstrip('.')}, or give a cord mask with -s.") from None
         try:
-            return self._segmenter.segment(image), self._segmenter.provenance()
+            mask = self._segmenter.segment(image)
         except CordNotFoundError:
             if required:
                 raise
             logger.warning("No spinal cord was found in %s: the whole image is predicted.", image.path)
             return None, {**self._segmenter.provenance(), "Found": False}
+        measures = measure_cord(mask, image.nifti.affine)
+        provenance = {**self._segmenter.provenance(), "Plausible": True, "Measures": measures.as_dict()}
+        reason = implausibility(measures)
+        if reason is None:
+            return mask, provenance
+        if required:
+            raise CordNotFoundError(f"The cord computed in {image.path} is not plausible ({reason}); give a cord "
+                                    f"mask with -s.")
+        logger.warning("The cord computed in %s is not plausible (%s): it is not used and the whole image is "
+                       "predicted; give a cord mask with -s to use one.", image.path, reason)
+        return None, {**provenance, "Plausible": False, "Reason": reason}

@@ -58,6 +58,12 @@ def get_parser() -> argparse.ArgumentParser:
                          help="Labels to carry along (derivatives/labels). Default: _label-SC_seg.")
     augment.add_argument("-n", type=int, default=10, help="Variants per image (plus the original). Default: 10.")
     augment.add_argument("-seed", type=int, default=0)
+    augment.add_argument("-min-extent-mm", dest="min_extent_mm", type=float, default=50.0,
+                         help="Smallest field of view along each axis, mm (thinner slabs are common in axial "
+                              "acquisitions). Default: 50.")
+    augment.add_argument("-intensity-remap", dest="intensity_remap", type=float, default=0.0, metavar="SHARE",
+                         help="Share (0-1) of variants whose intensities go through a random curve (inverted or "
+                              "non-monotonic), for models that must work in any contrast. Default: 0.")
 
     implant = commands.add_parser("implant", help="Real scans with their own rootlets taken out of the CSF and "
                                                   "generated, labelled ones drawn in (needs cord masks and C2/T2 "
@@ -110,12 +116,16 @@ def run(args: argparse.Namespace, argv) -> None:
                                fold_subjects=parse_fold_subjects(args.fold_subjects) if args.fold_subjects else None)
         print(f"Done: {folder}")
     elif args.step == "augment":
-        from sct_rootlets.training.augment import augment_dataset
+        from sct_rootlets.training.augment import AugmentOptions, augment_dataset
 
         if args.n < 1:
             raise RootletsError("-n must be at least 1.")
+        if not 0 <= args.intensity_remap <= 1 or args.min_extent_mm <= 0:
+            raise RootletsError("-intensity-remap must lie in 0-1 and -min-extent-mm be positive.")
+        options = AugmentOptions(min_extent_mm=args.min_extent_mm, remap_share=args.intensity_remap)
         written = augment_dataset(Path(args.path_data), Path(args.o), label_suffix=args.label_suffix, count=args.n,
-                                  seed=args.seed, overwrite=args.overwrite, progress=args.verbose >= 1)
+                                  seed=args.seed, options=options, overwrite=args.overwrite,
+                                  progress=args.verbose >= 1)
         print(f"Done: {len(written)} images in {args.o}")
     elif args.step == "implant":
         from sct_rootlets.synthetic.implant import implant_dataset

@@ -41,6 +41,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("-shape", type=lambda t: _triple(t, int), default=(64, 320, 320),
                         help="Voxels, AxBxC in the same axis order. Default: 64x320x320.")
     parser.add_argument("-orientation", default="RPI", help="SCT orientation of the files. Default: RPI.")
+    parser.add_argument("-random-contrast", dest="random_contrast", action="store_true",
+                        help="Draw each tissue's intensity at random (any contrast) instead of T2w-like.")
     add_common_arguments(parser)
     return parser
 
@@ -67,7 +69,8 @@ def run(args: argparse.Namespace, argv) -> None:
         template = load_template(args.pam50, Path(args.pmj_label) if args.pmj_label else None)
     except FileNotFoundError as exc:
         raise RootletsError(str(exc)) from None
-    options = SynthOptions(shape=args.shape, voxel_size=args.voxel_size, orientation=args.orientation.upper())
+    options = SynthOptions(shape=args.shape, voxel_size=args.voxel_size, orientation=args.orientation.upper(),
+                           random_contrast=args.random_contrast)
     for path in generate_dataset(template, Path(args.o), count=args.n, seed=args.seed, options=options,
                                  first_subject=args.first_subject, progress=args.verbose >= 1):
         print(f"Done: {path}")

@@ -21,11 +21,13 @@ def _renderer(pictures):
 
 
 def rootlets_qc(qc_dir, image_path, rootlets_path, *, cord_path=None, cord_mask=None, levels_csv=None,
-                command: str, cmdline: str, dataset: Optional[str] = None, subject: Optional[str] = None) -> list:
+                command: str, cmdline: str, dataset: Optional[str] = None, subject: Optional[str] = None,
+                note: Optional[str] = None) -> list:
     """Add an axial-mosaic entry and a sagittal-overview entry for one image; return the entries' JSON paths.
 
     The cord (a file, or an array on the image grid such as a computed mask) centres the tiles.
     `levels_csv` (a spinal-levels table, see sct_rootlets_levels) adds level bars to the sagittal overview.
+    `note` (e.g. why a computed cord was not used) is shown beside the entry in our viewer.
     """
     image = load_input_image(image_path)
     rootlets = load_label_image(rootlets_path, "rootlets map")
@@ -36,7 +38,8 @@ def rootlets_qc(qc_dir, image_path, rootlets_path, *, cord_path=None, cord_mask=
     arrays = (image.data, rootlets.data, image.nifti.affine, image.zooms)
     present = sorted(int(v) for v in np.unique(rootlets.data[rootlets.data > 0]))
     common = {"input_path": Path(image_path), "command": command, "cmdline": cmdline, "dataset": dataset,
-              "subject": subject, "extras": {"levels": [spinal_level_name(v) for v in present]}}
+              "subject": subject, "extras": {"levels": [spinal_level_name(v) for v in present],
+                                             **({"note": note} if note else {})}}
     return _axial_and_sagittal(qc_dir, arrays, cord_data, levels, common)
 
 

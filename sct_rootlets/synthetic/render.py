@@ -9,7 +9,9 @@ so that a network trained on them learns shape, not one scanner's contrast. Each
    proportion to the fraction of it the strands cover (partial volume), and labelled with the level where they
    cover at least a quarter of it, i.e. where the darkening shows, as a rater marks the dark voxels (a strand
    thinner than about half a voxel leaves a faint trace and no label);
-3. renders random tissue intensities, a smooth bias field, blur and Rician noise.
+3. renders random tissue intensities (T2w-like by default; with `random_contrast`, each tissue's mean drawn
+   anew from 0..1, as SynthSeg does, for models that must work in any contrast), a smooth bias field, blur and
+   Rician noise.
 The label maps come with the package (sct_rootlets/data/pam50, LGPL-3.0 data from SCT: see the LICENSE there), so
 that generation runs on a fresh machine; another PAM50 folder can be given. A seed makes every volume reproducible.
 """
@@ -57,6 +59,7 @@ class SynthOptions:
     bundle_radius_mm: float = 1.0             # how far a bundle's strands spread about its axis
     strand_diameter_mm: tuple = (0.3, 1.0)
     intensity_jitter: float = 0.2             # relative, per tissue
+    random_contrast: bool = False             # tissue means drawn from 0..1 instead of jittered T2w means
     noise_range: tuple = (0.01, 0.04)         # Rician sigma, relative to CSF
     bias_strength: float = 0.3
     blur_range: tuple = (0.0, 0.6)            # Gaussian sigma, voxels
@@ -233,12 +236,19 @@ def draw_rootlets(rng, zones: np.ndarray, cord: np.ndarray, options: SynthOption
     return labels, coverage
 
 
+def _tissue_mean(rng, t2w_mean: float, options: SynthOptions) -> float:
+    """One tissue's mean: its T2w mean jittered, or with `random_contrast` any value in 0.05..1."""
+    if options.random_contrast:
+        return float(rng.uniform(0.05, 1.0))
+    return t2w_mean * (1 + rng.uniform(-1, 1) * options.intensity_jitter)
+
+
 def _render(rng, tissues: np.ndarray, coverage: np.ndarray, options: SynthOptions) -> np.ndarray:
-    means = {cls: value * (1 + rng.uniform(-1, 1) * options.intensity_jitter) for cls, value in MEAN_INTENSITY.items()}
-    lookup = np.array([means[c] for c in range(len(MEAN_INTENSITY))], np.float32)
+    lookup = np.array([_tissue_mean(rng, MEAN_INTENSITY[c], options) for c in range(len(MEAN_INTENSITY))],
+                      np.float32)
     image = lookup[tissues]
     image *= 1 + 0.08 * _smooth_field(rng, tissues.shape, 1.0, control_points=12)  # tissue texture
-    rootlet = ROOTLET_INTENSITY * (1 + rng.uniform(-1, 1) * options.intensity_jitter)
+    rootlet = _tissue_mean(rng, ROOTLET_INTENSITY, options)
     image = image * (1 - coverage) + rootlet * coverage
     image *= np.exp(options.bias_strength * _smooth_field(rng, tissues.shape, 1.0, control_points=3))
     blur = rng.uniform(*options.blur_range)

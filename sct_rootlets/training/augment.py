@@ -7,8 +7,11 @@ resolution and scanner. Each variant here resamples one scan (and its label, ide
   blurred before sampling as a coarser acquisition would be;
 - a small rotation (neck flexion up to 12 degrees, 6 about the other axes), stored in the affine as an oblique
   acquisition stores it, so world coordinates of anatomy and label do not move;
-then gamma, a smooth bias field and noise change its contrast. Variants of one subject are written as sessions
-of that subject (`ses-augNN`), so subject-wise folds keep them together.
+then gamma, a smooth bias field and noise change its contrast. With `remap_share`, that share of the variants
+first sends its intensities through a random curve (inverted or non-monotonic, air kept dark as in every MR
+contrast): the SynthSeg idea applied to real scans, so that a network learns the anatomy rather than one contrast
+(a cord model trained on T2w alone learns "darker than the CSF" and misses the cord on T1w). Variants of one
+subject are written as sessions of that subject (`ses-augNN`), so subject-wise folds keep them together.
 """
 
 from dataclasses import dataclass
@@ -34,6 +37,9 @@ class AugmentOptions:
     gamma: tuple = (0.7, 1.5)
     bias_strength: float = 0.35
     noise: tuple = (0.0, 0.05)                  # Gaussian sigma, relative to the 99th intensity percentile
+    remap_share: float = 0.0                    # share of variants whose intensities go through a random curve
+    remap_knots: tuple = (3, 8)                 # control points of that curve
+    dark_air_share: float = 0.8                 # share of remapped variants whose darkest intensities stay dark
 
 
 def _output_voxel_mm(rng, options: AugmentOptions) -> np.ndarray:
@@ -82,9 +88,26 @@ def _bias_field(rng, shape, strength: float) -> np.ndarray:
     return np.exp(ndimage.zoom(coarse, np.asarray(shape) / 3, order=3, mode="nearest")[tuple(map(slice, shape))])
 
 
+def random_intensity_curve(rng, unit: np.ndarray, options: AugmentOptions) -> np.ndarray:
+    """Intensities scaled to about 0..1 sent through a random piecewise-linear curve: half the time an inversion
+    with jitter (T2w -> T1-like: CSF dark, cord bright), else any shape, so that tissues swap order at random."""
+    knots = int(rng.integers(options.remap_knots[0], options.remap_knots[1] + 1))
+    where = np.linspace(0.0, 1.0, knots)
+    if rng.random() < 0.5:
+        values = np.clip(1.0 - where + rng.uniform(-0.15, 0.15, knots), 0.0, 1.0)
+    else:
+        values = rng.uniform(0.0, 1.0, knots)
+    if rng.random() < options.dark_air_share:
+        values[0] = 0.0
+    return np.interp(np.clip(unit, 0.0, 1.0), where, values).astype(np.float32)
+
+
 def _contrast(rng, image: np.ndarray, options: AugmentOptions) -> np.ndarray:
     scale = np.percentile(image, 99) or 1.0
-    unit = np.clip(image / scale, 0, None) ** rng.uniform(*options.gamma)
+    unit = np.clip(image / scale, 0, None)
+    if options.remap_share > 0 and rng.random() < options.remap_share:  # no draw when off: seeds keep their variants
+        unit = random_intensity_curve(rng, unit, options)
+    unit = unit ** rng.uniform(*options.gamma)
     unit = unit * _bias_field(rng, image.shape, options.bias_strength)
     unit = unit + rng.normal(0, rng.uniform(*options.noise), image.shape)
     return (np.clip(unit, 0, None) * scale).astype(np.float32)

@@ -16,6 +16,7 @@
   function entryId(entry) { return entry.backgroundImage; }
   function entryTimestamp(entry) { const parts = entry.backgroundImage.split("/"); return parts[parts.length - 2]; }
   function entryLevels(entry) { return (extras[entryTimestamp(entry)] || {}).levels || []; }
+  function entryNote(entry) { return (extras[entryTimestamp(entry)] || {}).note || ""; }
 
   function fillOptions(select, values) {
     values.forEach(function (value) {
@@ -40,10 +41,11 @@
       const row = document.createElement("tr");
       const mark = marks[entryId(entry)] || "";
       [index + 1, entry.dataset, entry.subject, entry.contrast, entry.command, entry.plane, entry.inputFile,
-       entry.date, mark].forEach(function (value, column) {
+       entry.date, mark, entryNote(entry)].forEach(function (value, column) {
         const cell = document.createElement("td");
         cell.textContent = value;
         if (column === 8) { cell.className = mark ? "qc-" + mark : ""; cell.dataset.role = "mark"; }
+        if (column === 9) { cell.className = "qc-note"; cell.dataset.role = "note"; }
         row.appendChild(cell);
       });
       row.addEventListener("click", function () { select(index); });
@@ -62,7 +64,8 @@
     document.getElementById("background").src = entry.backgroundImage;
     overlay.src = entry.overlayImage;
     document.getElementById("caption").textContent =
-      entry.subject + " / " + entry.inputFile + " / " + entry.plane + " — " + entry.cmdline;
+      entry.subject + " / " + entry.inputFile + " / " + entry.plane + " — " + entry.cmdline +
+      (entryNote(entry) ? " — " + entryNote(entry) : "");
   }
 
   function setMark(value) {
