@@ -11,9 +11,11 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import SHARED_DATA, ras_image, synthetic_t2w
+from test_batch import make_dataset
 
 from sct_rootlets.anatomy import cord as cord_module
 from sct_rootlets.anatomy.cord import CordNotFoundError
@@ -96,7 +98,8 @@ def image_path(tmp_path) -> Path:
 def _blob(shape) -> np.ndarray:
     """50 voxels: what the T2w-trained cord model found on a real T1w scan looks like to a run."""
     mask = np.zeros(shape, np.uint8)
-    mask[14:19, 26:31, 10:12] = 1
+    x, y, z = (n // 2 for n in shape)
+    mask[x - 2:x + 3, y - 2:y + 3, z:z + 2] = 1  # 5 x 5 x 2 voxels
     return mask
 
 
@@ -148,3 +151,25 @@ def test_a_given_cord_mask_is_never_second_guessed(image_path, tiny_model_root, 
     assert not [r for r in caplog.records if "plausible" in r.getMessage()]
     assert sidecar["Options"]["cord_mask"] == {"Computed": False, "File": str(given)}
     assert sidecar["Options"]["region"] == "fast"
+
+
+def test_a_batch_reports_an_implausible_cord_in_its_summary_and_qc(cord_model_finds_a_blob, tiny_model_root,
+                                                                  tmp_path):
+    """README (Whole datasets): the summary says which cord was used per image, and QC shows why it was not."""
+    from sct_rootlets.cli.rootlets_batch import main
+
+    dataset = make_dataset(tmp_path)
+    out = tmp_path / "out"
+    assert main(["-path-data", str(dataset), "-path-output", str(out), "-model", str(tiny_model_root), "-device",
+                 "cpu", "-include", "sub-01 sub-04", "-v", "0"]) == 0
+    summary = pd.read_csv(out / "results/rootlets_summary.csv", keep_default_na=False)
+    by_subject = summary.groupby("subject")[["cord_mask", "cord_reason"]].agg(set)
+    assert by_subject.loc["sub-01", "cord_mask"] == {"given"}  # its manual mask in derivatives/labels
+    assert by_subject.loc["sub-04", "cord_mask"] == {"not plausible"}
+    assert by_subject.loc["sub-04", "cord_reason"] == {"its median cross-section is 16 mm², outside the adult "
+                                                       "cord's 20-150 mm²"}
+    script = (out / "qc/js/rootlets_extras.js").read_text()
+    extras = json.loads(script[script.index("{"):script.rindex("}") + 1])  # what our QC viewer reads
+    notes = [entry["note"] for entry in extras.values() if "note" in entry]
+    assert notes == ["Computed cord not plausible (its median cross-section is 16 mm², outside the adult cord's "
+                     "20-150 mm²): not used, the whole image was predicted."] * 2  # axial and sagittal of sub-04

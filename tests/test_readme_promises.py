@@ -110,6 +110,7 @@ def test_a_batch_keeps_the_rootlets_of_an_image_without_a_cord_without_levels(ti
                                                       "sub-04_T2w_label-rootlets_dseg.nii.gz"], "no levels"
     summary = pd.read_csv(out / "results/rootlets_summary.csv")
     assert len(summary) > 0 and summary.slice_start.isna().all(), "rows for the rootlets, no extents"
+    assert set(summary.cord_mask) == {"not found"}, "the summary says which cord was used"
 
 
 # --- Argument errors exit with code 2 -------------------------------------------------------------------------------
