@@ -83,6 +83,25 @@ def test_card_checksum_verified_install(model_server, tiny_model_zip, rootlets_h
     assert record["checksum"] == "verified"
 
 
+def test_a_card_naming_a_new_archive_replaces_the_older_install(model_server, tiny_model_zip, rootlets_home,
+                                                                 tmp_path):
+    """An upgraded package whose card names a retrained archive (e.g. the bundled cord model v1 -> v2) must not
+    keep using the model installed by the older package just because that install is intact."""
+    write_lab_card(rootlets_home, "tiny", [_serve(model_server, tiny_model_zip)],
+                   sha256=sha256_of_file(tiny_model_zip))
+    install.install_model("tiny", progress=False)
+    retrained = tmp_path / "retrained.zip"
+    shutil.copy(tiny_model_zip, retrained)
+    with zipfile.ZipFile(retrained, "a") as archive:  # another archive of the same model: another checksum
+        archive.writestr("README.txt", "retrained")
+    write_lab_card(rootlets_home, "tiny", [_serve(model_server, retrained, "tiny-v2.zip")],
+                   sha256=sha256_of_file(retrained))
+    install.install_model("tiny", progress=False)
+    record = install.read_installation("tiny").provenance
+    assert record["archive_sha256"] == sha256_of_file(retrained)
+    assert record["source"] == model_server.url("tiny-v2.zip")
+
+
 def test_http_404_on_every_mirror(model_server, rootlets_home):
     write_lab_card(rootlets_home, "tiny", [model_server.url("missing.zip"), model_server.url("gone.zip")])
 
