@@ -195,18 +195,6 @@ def _is_intact(name: str, warn: bool = True) -> bool:
     return True
 
 
-def _is_current(card, warn: bool = True) -> bool:
-    """Installed, intact and, when the card names its archive's checksum, from that archive: a package upgrade
-    whose card names a new archive (e.g. a retrained bundled model) replaces the older install on first use."""
-    installation = read_installation(card.name)
-    if installation is not None and card.sha256 and installation.archive_sha256 != card.sha256:
-        if warn:
-            logger.info("Model %s: the installed archive is not the one its card names; installing %s.", card.name,
-                        card.version)
-        return False
-    return _is_intact(card.name, warn)
-
-
 def install_model(name: Optional[str] = None, *, force: bool = False, progress: bool = True,
                   patient: bool = True) -> Path:
     """Install a registry model (the default one if no name): a no-op if it is installed and intact.
@@ -216,11 +204,11 @@ def install_model(name: Optional[str] = None, *, force: bool = False, progress: 
     card = registry.get_card(name) if name else registry.default_card()
     if not card.urls and not card.bundled:
         raise InstallError(f"Model {card.name!r} has no download address; install its archive with -install-from.")
-    if not force and _is_current(card, warn=False):  # without the lock: a read-only model store still serves
+    if not force and _is_intact(card.name, warn=False):  # without the lock: a read-only model store still serves
         logger.info("Model %s is already installed in %s.", card.name, installed_folder(card.name))
         return installed_folder(card.name)
     with _lock(card.name):
-        if not force and _is_current(card):
+        if not force and _is_intact(card.name):
             logger.info("Model %s is already installed in %s.", card.name, installed_folder(card.name))
             return installed_folder(card.name)
         expected, expected_from = _expected_sha256(card.name, card.sha256)
