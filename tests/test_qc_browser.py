@@ -29,14 +29,14 @@ def report(tmp_path_factory) -> Path:
 
 
 def _make_report(root: Path) -> Path:
-    """A report of its own (a new UUID, so marks in the browser's storage start empty)."""
+    """A report of its own (a new UUID, so marks in the browser's storage start empty); entry 8 carries a note."""
     qc_dir = root / "qc"
     for index in range(50):
         subject = f"sub-{index // 5:02d}"
         image = root / "ds" / subject / "anat" / f"{subject}_T2w.nii.gz"
         add_entry(qc_dir, input_path=image, command="sct_deepseg_rootlets", cmdline=f"entry {index}",
                   plane="Axial" if index % 2 == 0 else "Sagittal", render=_tiny_pictures,
-                  extras={"levels": ["C5", "C6"] if index % 2 else ["C2"]})
+                  extras={"levels": ["C5", "C6"] if index % 2 else ["C2"], **({"note": NOTE} if index == 7 else {})})
     return qc_dir
 
 
@@ -45,6 +45,10 @@ def browser(tmp_path_factory):
     driver = headless_chromium(tmp_path_factory.mktemp("chromium-profile"), downloads=tmp_path_factory.mktemp("dl"))
     yield driver
     driver.quit()
+
+
+#: What a run that did not use its computed cord tells QC (README, "Contrasts").
+NOTE = "Computed cord not plausible (it spans 2 mm of the 200 mm field of view): not used."
 
 
 def _rows(driver):
@@ -61,6 +65,8 @@ def test_viewer_lists_navigates_marks_and_exports(browser, report, tmp_path):
 
     browser.get((report / "index.html").as_uri())
     assert len(_rows(browser)) == 50
+    notes = [row.find_elements("tag name", "td")[9].text for row in _rows(browser)]
+    assert notes == [""] * 7 + [NOTE] + [""] * 42
     body = browser.find_element("tag name", "body")
     for _ in range(12):
         body.send_keys(Keys.ARROW_DOWN)
@@ -79,6 +85,8 @@ def test_viewer_lists_navigates_marks_and_exports(browser, report, tmp_path):
 
     browser.find_element("id", "export-button").click()
     assert browser.find_element("id", "export").get_attribute("value") == "sub-02"
+    _rows(browser)[7].click()
+    assert browser.find_element("id", "caption").text.endswith(NOTE)
 
     Select(browser.find_element("id", "level-filter")).select_by_value("C2")
     assert len(_rows(browser)) == 25
