@@ -3,8 +3,21 @@
 import argparse
 
 from sct_rootlets.cli.common import add_dilation_arguments, dilation_options, level_range, positive_float
-from sct_rootlets.options import (DEFAULT_CANAL_MM, DEFAULT_REGION, DEFAULT_ROI_MARGIN_MM, ENGINES, LEVEL_METHODS,
-                                  REGION_MODES)
+from sct_rootlets.options import (BUNDLED_CORD_MODEL, DEFAULT_CANAL_MM, DEFAULT_REGION, DEFAULT_ROI_MARGIN_MM,
+                                  ENGINES, LEVEL_METHODS, REGION_MODES, SCT_CORD_MODEL)
+
+#: What -cord-model says, for every command that finds the cord.
+CORD_MODEL_HELP = (f"The model that finds the cord where no cord mask is given: {BUNDLED_CORD_MODEL} (the small "
+                   f"T2w model shipped with sct_rootlets, no download), {SCT_CORD_MODEL} (SCT's contrast-agnostic "
+                   f"model, any contrast: used from SCT's folder when SCT has it, else install it with "
+                   f"sct_deepseg_rootlets -install {SCT_CORD_MODEL}), another installed cord model, or an nnU-Net "
+                   f"model folder. Default: {BUNDLED_CORD_MODEL}.")
+
+
+def add_cord_model_argument(group, *aliases: str) -> None:
+    """-cord-model (and `aliases`, e.g. -model where the cord model is the command's only model)."""
+    group.add_argument(*aliases, "-cord-model", metavar="NAME_OR_FOLDER", dest="cord_model",
+                       default=BUNDLED_CORD_MODEL, help=CORD_MODEL_HELP)
 
 
 def _positive_int(text: str) -> int:
@@ -36,6 +49,7 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser) -> None:
                               "Default: the default model, downloaded and installed on first use; if that fails, "
                               "or with SCT_ROOTLETS_OFFLINE=1 (no download attempt), the bundled starter model, "
                               "a demo model trained on generated rootlets only (see -list-models).")
+    add_cord_model_argument(options)
     options.add_argument("-folds", nargs="+", metavar="FOLD",
                          help="Folds to ensemble (e.g. 0 1 or all). Default: every numbered fold present.")
     options.add_argument("-device", default="auto",
