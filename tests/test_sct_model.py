@@ -34,15 +34,6 @@ def online(monkeypatch):
     monkeypatch.delenv(OFFLINE_ENV_VAR)
 
 
-@pytest.fixture
-def sct_dir(tmp_path, monkeypatch):
-    """An SCT installation holding nothing yet; SCT_DIR points at it."""
-    root = tmp_path / "sct"
-    (root / "data" / "deepseg_models").mkdir(parents=True)
-    monkeypatch.setenv("SCT_DIR", str(root))
-    return root
-
-
 def _install_sct_model(sct_dir: Path, tiny_model_root: Path, model_urls=(RELEASE_URL,)) -> Path:
     """SCT's rootlets model folder: the published zip unpacked, with SCT's source.json."""
     folder = sct_dir / "data" / "deepseg_models" / "model_seg_spinal_rootlets_nnunet"

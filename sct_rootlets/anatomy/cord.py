@@ -137,10 +137,11 @@ class CordSegmenter:
         return {**self.session.options, "region": "whole image, one tile"}
 
     def provenance(self) -> dict:
-        """What a sidecar says about a computed cord mask."""
-        return {"Computed": True, "Found": True, "Model": self.model.name, "Version": self.model.version,
-                "Source": self.model.source, "ArchiveSHA256": self.model.archive_sha256,
-                "FilesSHA256": self.model.files_sha256}
+        """What a sidecar says about a computed cord mask (`Source`, as in the sidecar's `Model`, for a model used
+        from a folder we did not install, e.g. SCT's)."""
+        source = {"Source": self.model.source} if self.model.source else {}
+        return {"Computed": True, "Found": True, "Model": self.model.name, "Version": self.model.version, **source,
+                "ArchiveSHA256": self.model.archive_sha256, "FilesSHA256": self.model.files_sha256}
 
 
 class CordMasks:
