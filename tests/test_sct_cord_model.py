@@ -5,7 +5,9 @@ SCT's release has (SCT facts: spinalcordtoolbox/deepseg/models.py and the model'
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import nibabel as nib
@@ -13,7 +15,7 @@ import numpy as np
 import pytest
 
 import tiny_model
-from conftest import ras_image, run_cli, tree_digest
+from conftest import BIN, REPOSITORY, ras_image, run_cli, tree_digest
 from sct_rootlets.anatomy.cord import max_tile_voxels
 from sct_rootlets.cli import deepseg_rootlets, rootlets_batch, rootlets_cord, rootlets_levels
 
@@ -170,6 +172,28 @@ def test_batch_passes_the_cord_model_to_every_image(sct_cord, tiny_model_root, t
     assert cord_mask["Model"] == NAME and cord_mask["Source"] == f"SCT ({sct_cord})"
 
 
+@pytest.mark.parametrize("cord_model", [NAME, "nonexistent"])
+def test_process_script_takes_the_cord_model_as_its_third_argument(cord_model, sct_cord, tiny_model_root, tmp_path):
+    """sct_run_batch -script-args "MODEL CORD": the cord model's mask feeds the levels; a wrong one fails the job
+    (it must not pass for "no cord found", which the script tolerates)."""
+    dataset = tmp_path / "ds"
+    _image(dataset / "sub-01" / "anat", "sub-01_T2w.nii.gz")
+    out = tmp_path / "run"
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "SCT_ROOTLETS_HOME": str(tmp_path / "h"),
+           "PATH_DATA": str(dataset), "PATH_DATA_PROCESSED": str(out / "data_processed"),
+           "PATH_RESULTS": str(out / "results"), "PATH_LOG": str(out / "log"), "PATH_QC": str(out / "qc")}
+    job = subprocess.run(["bash", str(REPOSITORY / "batch/process_rootlets.sh"), "sub-01", str(tiny_model_root),
+                          cord_model], env=env, capture_output=True, text=True, timeout=600)
+    anat = out / "data_processed/sub-01/anat"
+    if cord_model == NAME:
+        assert job.returncode == 0, job.stderr[-3000:]
+        assert json.loads((anat / "sub-01_T2w_seg.json").read_text())["Model"]["Source"] == f"SCT ({sct_cord})"
+        assert (anat / "sub-01_T2w_label-rootlets_dseg_spinal_levels.csv").is_file()
+    else:
+        assert job.returncode == 1 and "sct_rootlets_cord: error: Unknown cord model 'nonexistent'" in job.stderr
+        assert not (anat / "sub-01_T2w_label-rootlets_dseg.nii.gz").exists()
+
+
 UNKNOWN = ("Unknown cord model 'nonexistent': not a folder, not installed, and not one of bundled, "
            "sct-contrast-agnostic, sct-rootlets-cord (see sct_deepseg_rootlets -list-models).")
 NOT_A_CORD_MODEL = ("rootletseg-r20250318 is a rootlets model, not a cord model; cord models: bundled, "
@@ -194,8 +218,7 @@ def test_a_wrong_cord_model_is_one_sentence_and_exit_1(command, value, message, 
     assert module.main([*argv, "-cord-model", value]) == 1
 
     assert capsys.readouterr().err.splitlines() == [f"{command}: error: {message}"]
-    if command != "sct_rootlets_batch":  # the batch writes its dataset description before any image
-        assert _all_paths(tmp_path) == written_before
+    assert _all_paths(tmp_path) == written_before
 
 
 def test_the_one_tile_limit_shrinks_with_the_networks_width():

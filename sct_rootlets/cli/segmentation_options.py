@@ -68,7 +68,7 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser) -> None:
                               "the weights. Default: auto.")
     options.add_argument("-region", choices=REGION_MODES, default=DEFAULT_REGION,
                          help="How the network covers the image around the cord (the mask given with -s, else "
-                              "one the bundled cord model computes): fast runs it only in the cord's bounding box "
+                              "one the cord model computes, -cord-model): fast runs it only in the cord's bounding box "
                               "widened by -roi-margin-mm, in as few tiles as possible (several times faster); exact "
                               "runs nnU-Net's own tiles that overlap that box, so labels in the box equal the "
                               "whole-image ones; whole is nnU-Net's stock prediction of the whole image. Default: "
