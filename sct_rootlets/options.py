@@ -18,4 +18,4 @@ DEFAULT_CANAL_MM = 12.0
 #: What `-cord-model` takes for the cord model bundled with sct_rootlets (the default), whatever its version.
 BUNDLED_CORD_MODEL = "bundled"
 #: SCT's contrast-agnostic cord model (model card `sct-contrast-agnostic`), used from SCT's folder when SCT has it.
-SCT_CORD_MODEL = "sct-contrast-agnostic"
+CONTRAST_AGNOSTIC_CORD_MODEL = "sct-contrast-agnostic"

@@ -6,7 +6,7 @@ import sys
 
 from sct_rootlets.cli.common import add_common_arguments, add_qc_arguments, run_command
 from sct_rootlets.cli.segmentation_options import add_cord_model_argument
-from sct_rootlets.options import ENGINES, SCT_CORD_MODEL
+from sct_rootlets.options import ENGINES, CONTRAST_AGNOSTIC_CORD_MODEL
 
 PROG = "sct_rootlets_cord"
 
@@ -20,7 +20,7 @@ def get_parser() -> argparse.ArgumentParser:
         epilog="Examples:\n"
                f"  {PROG} -i sub-01_T2w.nii.gz                # -> sub-01_T2w_seg.nii.gz (+ .json)\n"
                f"  {PROG} -i sub-01_T2w.nii.gz -o sub-01_T2w_label-SC_seg.nii.gz -qc qc\n"
-               f"  {PROG} -i sub-01_T1w.nii.gz -cord-model {SCT_CORD_MODEL}   # T1w and other contrasts",
+               f"  {PROG} -i sub-01_T1w.nii.gz -cord-model {CONTRAST_AGNOSTIC_CORD_MODEL}   # other contrasts",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-i", nargs="+", required=True, metavar="IMAGE", dest="inputs",
                         help="Input image(s) (.nii or .nii.gz): T2w for the bundled model. Several images share "

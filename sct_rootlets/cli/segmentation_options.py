@@ -3,15 +3,15 @@
 import argparse
 
 from sct_rootlets.cli.common import add_dilation_arguments, dilation_options, level_range, positive_float
-from sct_rootlets.options import (BUNDLED_CORD_MODEL, DEFAULT_CANAL_MM, DEFAULT_REGION, DEFAULT_ROI_MARGIN_MM,
-                                  ENGINES, LEVEL_METHODS, REGION_MODES, SCT_CORD_MODEL)
+from sct_rootlets.options import (BUNDLED_CORD_MODEL, CONTRAST_AGNOSTIC_CORD_MODEL, DEFAULT_CANAL_MM, DEFAULT_REGION,
+                                  DEFAULT_ROI_MARGIN_MM, ENGINES, LEVEL_METHODS, REGION_MODES)
 
 #: What -cord-model says, for every command that finds the cord.
-CORD_MODEL_HELP = (f"The model that finds the cord where no cord mask is given: {BUNDLED_CORD_MODEL} (the small "
-                   f"T2w model shipped with sct_rootlets, no download), {SCT_CORD_MODEL} (SCT's contrast-agnostic "
-                   f"model, any contrast: used from SCT's folder when SCT has it, else install it with "
-                   f"sct_deepseg_rootlets -install {SCT_CORD_MODEL}), another installed cord model, or an nnU-Net "
-                   f"model folder. Default: {BUNDLED_CORD_MODEL}.")
+CORD_MODEL_HELP = (f"The model that finds the cord where no cord mask is given: {BUNDLED_CORD_MODEL} (the small T2w "
+                   f"model shipped with sct_rootlets, no download), {CONTRAST_AGNOSTIC_CORD_MODEL} (SCT's "
+                   f"contrast-agnostic model, any contrast: used from SCT's folder when SCT has it, else install it "
+                   f"with sct_deepseg_rootlets -install {CONTRAST_AGNOSTIC_CORD_MODEL}), another installed cord model, "
+                   f"or an nnU-Net model folder. Default: {BUNDLED_CORD_MODEL}.")
 
 
 def add_cord_model_argument(group, *aliases: str) -> None:
