@@ -198,8 +198,9 @@ UNKNOWN = ("Unknown cord model 'nonexistent': not a folder, not installed, and n
            "sct-contrast-agnostic, sct-rootlets-cord (see sct_deepseg_rootlets -list-models).")
 NOT_A_CORD_MODEL = ("rootletseg-r20250318 is a rootlets model, not a cord model; cord models: bundled, "
                     "sct-contrast-agnostic, sct-rootlets-cord (or an nnU-Net model folder).")
-NOT_INSTALLED = ("Cord model sct-contrast-agnostic is not installed, here or by SCT; install it with: "
-                 "sct_deepseg_rootlets -install sct-contrast-agnostic")
+NOT_INSTALLED = ("Cord model sct-contrast-agnostic is not installed here and SCT has no copy of its release; "
+                 "install it with: sct_deepseg_rootlets -install sct-contrast-agnostic   (or give a model folder, "
+                 "e.g. SCT's own, with -cord-model FOLDER)")
 
 
 @pytest.mark.parametrize("value, message", [("nonexistent", UNKNOWN), ("rootletseg-r20250318", NOT_A_CORD_MODEL),
@@ -243,3 +244,16 @@ def test_sct_rootlets_cord_model_is_the_same_option_as_cord_model():
     cord_model = rootlets_cord.get_parser().parse_args(["-i", "a.nii.gz", "-cord-model", "x"])
     default = rootlets_cord.get_parser().parse_args(["-i", "a.nii.gz"])
     assert folder_model.cord_model == cord_model.cord_model == "x" and default.cord_model == "bundled"
+
+
+def test_scts_copy_of_another_release_is_not_used(sct_cord, tiny_model_root, tmp_path, capsys):
+    """SCT's folder is used only when its source.json names the card's release (SCT may update its model)."""
+    other = RELEASE_URL.replace("/v3.0/", "/v9.9/").replace(RELEASE_ZIP, "model_contrast_agnostic_20990101.zip")
+    (sct_cord / "source.json").write_text(json.dumps({"model_name": SCT_FOLDER, "model_urls": [other],
+                                                      "custom": False}))
+    before = _all_paths(sct_cord), tree_digest(sct_cord)
+    assert rootlets_cord.main(["-i", str(_image(tmp_path)), "-cord-model", NAME]) == 1
+    assert capsys.readouterr().err.splitlines() == [f"sct_rootlets_cord: error: {NOT_INSTALLED}"]
+    assert rootlets_cord.main(["-i", str(_image(tmp_path)), "-cord-model", str(sct_cord), "-v", "0"]) == 0
+    assert json.loads((tmp_path / "sub-01_T1w_seg.json").read_text())["Model"]["Name"] == SCT_FOLDER
+    assert (_all_paths(sct_cord), tree_digest(sct_cord)) == before  # as a folder too, SCT's is only read

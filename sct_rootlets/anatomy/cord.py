@@ -80,8 +80,9 @@ def check_cord_model(model: Optional[str]) -> Optional[str]:
         raise ModelError(f"Unknown cord model {model!r}: not a folder, not installed, and not one of "
                          f"{', '.join(_cord_model_names())} (see sct_deepseg_rootlets -list-models).")
     if install.read_installation(model) is None and sct_copy_of(model) is None:
-        raise ModelError(f"Cord model {model} is not installed, here or by SCT; install it with: "
-                         f"sct_deepseg_rootlets -install {model}")
+        raise ModelError(f"Cord model {model} is not installed here and SCT has no copy of its release; install it "
+                         f"with: sct_deepseg_rootlets -install {model}   (or give a model folder, e.g. SCT's own, "
+                         f"with -cord-model FOLDER)")
     return model
 
 
