@@ -1,12 +1,13 @@
 #!/bin/bash
 #
 # Rootlets for one subject, for sct_run_batch:
-#   sct_run_batch -path-data DS -path-output OUT -script batch/process_rootlets.sh [-script-args "MODEL"] -jobs N
+#   sct_run_batch -path-data DS -path-output OUT -script batch/process_rootlets.sh [-script-args "MODEL [CORD]"] -jobs N
 #
-# $1 = sub-XX or sub-XX/ses-YY (sct_run_batch passes it); $2 (optional) = model name or folder.
+# $1 = sub-XX or sub-XX/ses-YY (sct_run_batch passes it); $2 (optional) = model name or folder ("" for the default);
+# $3 (optional) = cord model for sct_rootlets_cord -cord-model (e.g. sct-contrast-agnostic; default: the bundled one).
 # Uses PATH_DATA, PATH_DATA_PROCESSED, PATH_RESULTS, PATH_LOG and PATH_QC as sct_run_batch sets them.
 # A manual cord mask in $PATH_DATA/derivatives/labels is preferred; otherwise sct_rootlets_cord (the cord model
-# bundled with sct_rootlets: SCT is not needed) makes one; spinal levels follow from it. Each job uses
+# bundled with sct_rootlets, SCT not needed, or the one $3 names) makes one; spinal levels follow from it. Each job uses
 # SCT_ROOTLETS_THREADS threads (default 1), so -jobs N never oversubscribes the CPUs.
 
 set -euo pipefail
@@ -14,6 +15,7 @@ set -x
 
 SUBJECT=$1
 MODEL=${2:-}
+CORD_MODEL=${3:-bundled}
 THREADS=${SCT_ROOTLETS_THREADS:-1}
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 
@@ -43,9 +45,16 @@ for image in "${FILE_PREFIX}"*_T2w.nii.gz; do
   if [[ -f "$manual_cord" ]]; then
     cp "$manual_cord" "${stem}_label-SC_seg.nii.gz"
     CORD_ARGS=(-s "${stem}_label-SC_seg.nii.gz")
-  elif sct_rootlets_cord -i "$image" -o "${stem}_seg.nii.gz" -threads "$THREADS" "${QC_ARGS[@]}" -overwrite -v 1; then
+  elif cord_log=$(sct_rootlets_cord -i "$image" -o "${stem}_seg.nii.gz" -cord-model "$CORD_MODEL" \
+      -threads "$THREADS" "${QC_ARGS[@]}" -overwrite -v 1 2>&1); then
+    echo "$cord_log"
     CORD_ARGS=(-s "${stem}_seg.nii.gz")
-  fi  # no cord found: rootlets without spinal levels
+  elif [[ "$cord_log" == *"No spinal cord was found"* ]]; then
+    echo "$cord_log" >&2  # no cord found: rootlets without spinal levels
+  else
+    echo "$cord_log" >&2  # any other failure (e.g. a wrong cord model) fails the job, not silently the levels
+    exit 1
+  fi
   sct_deepseg_rootlets -i "$image" -o "${stem}_label-rootlets_dseg.nii.gz" "${MODEL_ARGS[@]}" -threads "$THREADS" \
     "${CORD_ARGS[@]}" "${QC_ARGS[@]}" -overwrite -v 1
 

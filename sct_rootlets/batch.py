@@ -54,6 +54,7 @@ class BatchSettings:
     engine: str = "auto"
     region: str = DEFAULT_REGION
     roi_margin_mm: float = DEFAULT_ROI_MARGIN_MM
+    cord_model: Optional[str] = None  # for images without a manual cord mask (None: the bundled one)
     postprocessing: PostProcessing = field(default_factory=PostProcessing)
     levels_method: str = "extent"
     qc: bool = True
@@ -142,9 +143,10 @@ def _cord_masks(settings: BatchSettings):
     """This process's cord model for the images without a manual cord mask (loaded on first need, then kept)."""
     from sct_rootlets.anatomy.cord import CordMasks
 
-    key = ("cord", settings.device, settings.threads, settings.engine)
+    key = ("cord", settings.cord_model, settings.device, settings.threads, settings.engine)
     if key not in _SESSIONS:
-        _SESSIONS[key] = CordMasks(device=settings.device, threads=settings.threads, engine=settings.engine)
+        _SESSIONS[key] = CordMasks(model=settings.cord_model, device=settings.device, threads=settings.threads,
+                                   engine=settings.engine)
     return _SESSIONS[key]
 
 
@@ -307,7 +309,7 @@ def run_batch(images: list, settings: BatchSettings, *, jobs: int = 1, scheduler
     if any("cord" not in image.labels for image in images):
         from sct_rootlets.anatomy.cord import cord_model
 
-        cord_model_sha256 = cord_model().files_sha256
+        cord_model_sha256 = cord_model(settings.cord_model).files_sha256
 
     engine = select_engine(settings.engine, choose_device(settings.device), settings.region)
 

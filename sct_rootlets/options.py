@@ -15,3 +15,7 @@ DEFAULT_ROI_MARGIN_MM = 20.0
 #: Rootlets run inside the spinal canal: every PAM50 rootlet voxel lies within 7.5 mm of the cord (99th percentile
 #: 6.5 mm). Labels farther from a cord mask are removed; the rest is room for a computed cord's error, wider canals.
 DEFAULT_CANAL_MM = 12.0
+#: What `-cord-model` takes for the cord model bundled with sct_rootlets (the default), whatever its version.
+BUNDLED_CORD_MODEL = "bundled"
+#: SCT's contrast-agnostic cord model (model card `sct-contrast-agnostic`), used from SCT's folder when SCT has it.
+CONTRAST_AGNOSTIC_CORD_MODEL = "sct-contrast-agnostic"

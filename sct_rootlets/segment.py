@@ -63,6 +63,7 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
                      folds: Optional[Sequence[str]] = None, device: str = "auto", tta: bool = False,
                      step_size: float = 0.5, threads: Optional[int] = None, engine: str = "auto",
                      region: str = DEFAULT_REGION, roi_margin_mm: float = DEFAULT_ROI_MARGIN_MM,
+                     cord_model: Optional[str] = None,
                      overwrite: bool = False, progress: bool = False, command_line: Optional[str] = None,
                      postprocessing: PostProcessing = PostProcessing(), anatomy: Anatomy = Anatomy(),
                      qc: QcOptions = QcOptions()) -> list:
@@ -73,8 +74,9 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
     `postprocessing` cleans each label map; `anatomy` (one input only) adds spinal levels (written when any of
     its labels is given); `qc` adds report entries for each input. `engine` runs the network in PyTorch or
     OpenVINO; `region` ("whole", "exact" or "fast", see `InferenceSession`) how it covers the image around the
-    cord, within `roi_margin_mm`. Wherever a cord mask is needed and `anatomy.cord` is not given, the bundled
-    cord model computes one, and the sidecar says so.
+    cord, within `roi_margin_mm`. Wherever a cord mask is needed and `anatomy.cord` is not given, the cord model
+    computes one (`cord_model`: None or "bundled" for the bundled one, a name such as "sct-contrast-agnostic", or
+    a folder; see `sct_rootlets.anatomy.cord.cord_model`), and the sidecar says so.
     Raises a RootletsError subclass, with a message for the user, for anything the user can fix.
     """
     from sct_rootlets.anatomy.cord import CordMasks, cord_note
@@ -96,7 +98,7 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
         level_outputs = output_paths(plans[0].image, None, anatomy.discs is not None).values()
         plan_outputs_exist(level_outputs, overwrite)
     choose_device(device)  # a device that cannot be used stops the run here
-    cords = CordMasks(device=device, threads=threads, engine=engine)
+    cords = CordMasks(model=cord_model, device=device, threads=threads, engine=engine)
     cord_required = wants_levels or postprocessing.needs_cord
     cord_wanted = cord_required or region != "whole" or qc.folder is not None
 

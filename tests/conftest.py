@@ -96,6 +96,15 @@ def offline(monkeypatch):
     monkeypatch.setenv(OFFLINE_ENV_VAR, "1")
 
 
+@pytest.fixture
+def sct_dir(tmp_path, monkeypatch):
+    """An SCT installation holding nothing yet; SCT_DIR points at it."""
+    root = tmp_path / "sct"
+    (root / "data" / "deepseg_models").mkdir(parents=True)
+    monkeypatch.setenv("SCT_DIR", str(root))
+    return root
+
+
 def tree_digest(folder: Path) -> dict:
     """Every file below `folder` (relative path -> SHA-256): what a fixture must still hold after the tests."""
     import hashlib

@@ -34,15 +34,6 @@ def online(monkeypatch):
     monkeypatch.delenv(OFFLINE_ENV_VAR)
 
 
-@pytest.fixture
-def sct_dir(tmp_path, monkeypatch):
-    """An SCT installation holding nothing yet; SCT_DIR points at it."""
-    root = tmp_path / "sct"
-    (root / "data" / "deepseg_models").mkdir(parents=True)
-    monkeypatch.setenv("SCT_DIR", str(root))
-    return root
-
-
 def _install_sct_model(sct_dir: Path, tiny_model_root: Path, model_urls=(RELEASE_URL,)) -> Path:
     """SCT's rootlets model folder: the published zip unpacked, with SCT's source.json."""
     folder = sct_dir / "data" / "deepseg_models" / "model_seg_spinal_rootlets_nnunet"
@@ -226,3 +217,16 @@ def test_an_unreadable_record_says_how_to_recover(sct_dir, tiny_model_root, root
     copy.record_path.write_text("{")
     with pytest.raises(ModelError, match=r"is unreadable; delete it to record the copy's checksums again\.$"):
         resolve_model(None)
+
+
+def test_a_named_registry_model_not_installed_here_is_used_from_scts_copy(sct_dir, tiny_model_root, rootlets_home):
+    """README ("Which model a run without -model uses"): a model named with -model is ours if installed, else SCT's
+    copy of its card's release; a changed file then names that model in the command to install our own."""
+    folder = _install_sct_model(sct_dir, tiny_model_root)
+    resolved = resolve_model("rootletseg-r20250318")
+    assert resolved.name == "rootletseg-r20250318" and resolved.source == f"SCT ({folder})"
+    changed = resolved.folder.trainer_dir / "plans.json"
+    changed.write_text(changed.read_text() + "\n")
+    with pytest.raises(ModelError, match=r"install our own copy with: sct_deepseg_rootlets -install "
+                                         r"rootletseg-r20250318$"):
+        resolve_model("rootletseg-r20250318")

@@ -1,9 +1,11 @@
-"""Cord masks from T2w images with the bundled cord model: load once, segment many.
+"""Cord masks with a cord model: load once, segment many.
 
-The model is a small nnU-Net v2 network trained here (README, "Cord segmentation"). It runs on the whole image
-in one tile when the image fits `MAX_TILE_VOXELS` at the model's spacing: the cord runs through the whole field
-of view, so no tile can be skipped, and one tile spares the half-patch overlaps of a sliding window. Its mask is
-cleaned to the cord: connected pieces much smaller than the largest one (false positives in other tissue) go.
+The bundled model is a small nnU-Net v2 network trained here on T2w (README, "Cord segmentation"); `-cord-model`
+chooses another: SCT's contrast-agnostic model (`sct-contrast-agnostic`, any contrast, used from SCT's folder when
+SCT has it), an installed cord model, or an nnU-Net folder. The model runs on the whole image in one tile when the
+image fits the model's `max_tile_voxels` at its spacing: the cord runs through the whole field of view, so no tile
+can be skipped, and one tile spares the half-patch overlaps of a sliding window. Its mask is cleaned to the cord:
+connected pieces much smaller than the largest one (false positives in other tissue) go.
 """
 
 import logging
@@ -14,15 +16,20 @@ import numpy as np
 from scipy import ndimage
 
 from sct_rootlets.anatomy.plausibility import implausibility, measure_cord
-from sct_rootlets.errors import InstallError, RootletsError
+from sct_rootlets.errors import InstallError, ModelError, RootletsError
 from sct_rootlets.io.image import InputImage
+from sct_rootlets.options import BUNDLED_CORD_MODEL
 
 logger = logging.getLogger(__name__)
 
 #: The registry name of the bundled cord model (models/sct-rootlets-cord.json).
 CORD_MODEL = "sct-rootlets-cord"
-#: One tile up to this many voxels at the model's spacing (about 1 GB of activations for the bundled network).
+#: The task of cord model cards (SCT's name for it).
+CORD_TASK = "spinalcord"
+#: One tile up to this many voxels at the model's spacing for a network whose first stage has
+#: `TILE_REFERENCE_FEATURES` features, as the bundled one (about 1 GB of activations); see `max_tile_voxels`.
 MAX_TILE_VOXELS = 12_000_000
+TILE_REFERENCE_FEATURES = 8
 #: A connected piece of the mask is kept if it holds at least this share of the largest piece's voxels.
 MIN_PIECE_SHARE = 0.2
 
@@ -76,15 +83,63 @@ def keep_cord_pieces(mask: np.ndarray, min_share: float = MIN_PIECE_SHARE) -> np
     return kept
 
 
+def _cord_model_names() -> list:
+    from sct_rootlets.store import install, registry
+
+    cards = registry.all_cards()
+    return sorted({BUNDLED_CORD_MODEL, *(name for name, card in cards.items() if card.task == CORD_TASK),
+                   *(name for name in install.installed_names() if name not in cards)})
+
+
+def check_cord_model(model: Optional[str]) -> Optional[str]:
+    """`model` as `cord_model` takes it, checked without loading anything (a wrong `-cord-model` stops a run before
+    any work): a folder, a cord model card that we or SCT have installed (or the bundled one), or an installed
+    archive; a rootlets model, an unknown name or a model neither installed nor in SCT is a ModelError."""
+    from sct_rootlets.store import install, registry
+    from sct_rootlets.store.resolve import sct_copy_of
+
+    if model in (None, BUNDLED_CORD_MODEL, CORD_MODEL) or Path(model).expanduser().is_dir():
+        return model
+    card = registry.all_cards().get(model)
+    if card is not None and card.task != CORD_TASK:
+        raise ModelError(f"{model} is a {card.task} model, not a cord model; cord models: "
+                         f"{', '.join(_cord_model_names())} (or an nnU-Net model folder).")
+    if card is None and model not in install.installed_names():
+        if "/" in model or model.startswith("."):
+            raise ModelError(f"Cord model folder {model} does not exist.")
+        raise ModelError(f"Unknown cord model {model!r}: not a folder, not installed, and not one of "
+                         f"{', '.join(_cord_model_names())} (see sct_deepseg_rootlets -list-models).")
+    if install.read_installation(model) is None and sct_copy_of(model) is None:
+        raise ModelError(f"Cord model {model} is not installed here and SCT has no copy of its release; install it "
+                         f"with: sct_deepseg_rootlets -install {model}   (or give a model folder, e.g. SCT's own, "
+                         f"with -cord-model FOLDER)")
+    return model
+
+
 def cord_model(model: Optional[str] = None):
-    """The given model (name or folder), else the bundled cord model, installed from the package on first use."""
+    """The given cord model (see `check_cord_model`): a folder, or a name (ours if installed, else SCT's copy of
+    its release); None or `bundled`: the bundled cord model, installed from the package on first use."""
     from sct_rootlets.store import install
     from sct_rootlets.store.resolve import resolve_model
 
-    if model is None:
+    model = check_cord_model(model)
+    if model in (None, BUNDLED_CORD_MODEL, CORD_MODEL):
         install.install_model(CORD_MODEL, progress=False)  # a no-op once installed and intact
         model = CORD_MODEL
     return resolve_model(model)
+
+
+def max_tile_voxels(plans: dict, configuration_name: str) -> int:
+    """The largest single tile for a network: `MAX_TILE_VOXELS` scaled by `TILE_REFERENCE_FEATURES` over the width
+    of its first stage, as activations grow with the width (SCT's contrast-agnostic network, nnU-Net's default
+    width, then gets nnU-Net's sliding window on large images instead of one tile of several GB)."""
+    from sct_rootlets.inference.preprocessing import resolve_configuration
+
+    configuration = resolve_configuration(plans, configuration_name)
+    architecture = configuration.get("architecture", {}).get("arch_kwargs", {})
+    width = (architecture["features_per_stage"][0] if "features_per_stage" in architecture
+             else configuration["UNet_base_num_features"])  # nnU-Net plans before version 2.2
+    return MAX_TILE_VOXELS * TILE_REFERENCE_FEATURES // max(int(width), TILE_REFERENCE_FEATURES)
 
 
 class CordSegmenter:
@@ -97,7 +152,8 @@ class CordSegmenter:
         self.model = cord_model(model)
         self.session = InferenceSession(self.model, device=device, threads=threads, engine=engine, region="fast",
                                         roi_margin_mm=0.0, max_tile_stretch=float("inf"),
-                                        max_tile_voxels=MAX_TILE_VOXELS)
+                                        max_tile_voxels=max_tile_voxels(self.model.folder.plans,
+                                                                        self.model.folder.configuration))
 
     def segment(self, image: InputImage) -> np.ndarray:
         """uint8 0/1 cord mask on the image's grid; CordNotFoundError when the model finds no cord."""
@@ -112,8 +168,10 @@ class CordSegmenter:
         return {**self.session.options, "region": "whole image, one tile"}
 
     def provenance(self) -> dict:
-        """What a sidecar says about a computed cord mask."""
-        return {"Computed": True, "Found": True, "Model": self.model.name, "Version": self.model.version,
+        """What a sidecar says about a computed cord mask (`Source`, as in the sidecar's `Model`, for a model used
+        from a folder we did not install, e.g. SCT's)."""
+        source = {"Source": self.model.source} if self.model.source else {}
+        return {"Computed": True, "Found": True, "Model": self.model.name, "Version": self.model.version, **source,
                 "ArchiveSHA256": self.model.archive_sha256, "FilesSHA256": self.model.files_sha256}
 
 
@@ -121,8 +179,9 @@ class CordMasks:
     """The cord mask for each image of a rootlets run: the one given, else one computed by the cord model
     (loaded on first need, then kept), with what a sidecar should say about it."""
 
-    def __init__(self, *, device: str = "auto", threads: Optional[int] = None, engine: str = "auto"):
-        self._settings = {"device": device, "threads": threads, "engine": engine}
+    def __init__(self, *, model: Optional[str] = None, device: str = "auto", threads: Optional[int] = None,
+                 engine: str = "auto"):
+        self._settings = {"model": check_cord_model(model), "device": device, "threads": threads, "engine": engine}
         self._segmenter = None
 
     def get(self, image: InputImage, given: Optional[np.ndarray] = None, given_path: Optional[Path] = None,

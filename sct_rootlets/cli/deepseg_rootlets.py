@@ -38,7 +38,7 @@ def get_parser() -> argparse.ArgumentParser:
     levels = parser.add_argument_group("spinal levels (one input; written when -s, -pmj or -discs is given; see "
                                        "sct_rootlets_levels)")
     levels.add_argument("-s", metavar="CORD",
-                        help="Cord mask on the input's grid (default: computed by the bundled cord model).")
+                        help="Cord mask on the input's grid (default: computed by the cord model, -cord-model).")
     levels.add_argument("-pmj", metavar="PMJ", help="PMJ label: distances from the pontomedullary junction.")
     levels.add_argument("-discs", metavar="DISCS", help="Disc labels (SCT: 3 = C2/C3 ...): vertebral levels.")
     add_levels_method_argument(levels)
@@ -49,20 +49,21 @@ def get_parser() -> argparse.ArgumentParser:
 
 def _list_models() -> None:
     from sct_rootlets.store import install, registry
-    from sct_rootlets.store.resolve import default_choice
+    from sct_rootlets.store.resolve import default_choice, sct_copy_of
 
     installed = set(install.installed_names())
     cards = registry.all_cards()
     choice = default_choice()
     starter = choice.starter.name if choice.starter else None
-    sct_copy = choice.sct_copy
     for card in cards.values():
+        sct_copy = sct_copy_of(card.name)
         flags = ", ".join(f for f in ("default" if card.name == choice.default.name else "",
                                       "offline default" if card.name == starter else "",
+                                      f"cord model: -cord-model {card.name}" if card.task == "spinalcord" else "",
                                       "bundled" if card.bundled else "",
                                       "installed" if card.name in installed else "",
                                       f"installed by SCT at {sct_copy.folder}, used from there"
-                                      if sct_copy and card.name == sct_copy.name else "") if f)
+                                      if sct_copy else "") if f)
         print(f"{card.name}{f' [{flags}]' if flags else ''}\n    {card.description}\n"
               f"    contrasts: {', '.join(card.contrasts)}; labels: "
               f"{', '.join(f'{v}={k}' for k, v in card.labels.items())}; license: {card.license}")
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace, argv) -> None:
         written = segment_rootlets(args.inputs, output=args.o, model=args.model, folds=args.folds,
                                    device=args.device, tta=args.tta, step_size=args.step_size,
                                    threads=args.threads, engine=args.engine, region=args.region,
-                                   roi_margin_mm=args.roi_margin_mm,
+                                   roi_margin_mm=args.roi_margin_mm, cord_model=args.cord_model,
                                    overwrite=args.overwrite, progress=progress,
                                    command_line=shlex.join([PROG, *argv]), postprocessing=postprocessing,
                                    anatomy=anatomy, qc=QcOptions(args.qc, args.qc_dataset, args.qc_subject))

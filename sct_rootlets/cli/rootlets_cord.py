@@ -5,7 +5,8 @@ import shlex
 import sys
 
 from sct_rootlets.cli.common import add_common_arguments, add_qc_arguments, run_command
-from sct_rootlets.options import ENGINES
+from sct_rootlets.cli.segmentation_options import add_cord_model_argument
+from sct_rootlets.options import ENGINES, CONTRAST_AGNOSTIC_CORD_MODEL
 
 PROG = "sct_rootlets_cord"
 
@@ -13,19 +14,21 @@ PROG = "sct_rootlets_cord"
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Segment the spinal cord on T2w MRI with the cord model bundled with sct_rootlets (no SCT "
-                    "needed): a binary mask on the input's grid, named as SCT names cord masks.",
+        description="Segment the spinal cord with the cord model bundled with sct_rootlets (T2w, no SCT needed), "
+                    "or with SCT's contrast-agnostic model (any contrast): a binary mask on the input's grid, named "
+                    "as SCT names cord masks.",
         epilog="Examples:\n"
                f"  {PROG} -i sub-01_T2w.nii.gz                # -> sub-01_T2w_seg.nii.gz (+ .json)\n"
-               f"  {PROG} -i sub-01_T2w.nii.gz -o sub-01_T2w_label-SC_seg.nii.gz -qc qc",
+               f"  {PROG} -i sub-01_T2w.nii.gz -o sub-01_T2w_label-SC_seg.nii.gz -qc qc\n"
+               f"  {PROG} -i sub-01_T1w.nii.gz -cord-model {CONTRAST_AGNOSTIC_CORD_MODEL}   # other contrasts",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-i", nargs="+", required=True, metavar="IMAGE", dest="inputs",
-                        help="Input T2w image(s) (.nii or .nii.gz). Several images share one model load.")
+                        help="Input image(s) (.nii or .nii.gz): T2w for the bundled model. Several images share "
+                             "one model load.")
     parser.add_argument("-o", metavar="OUTPUT",
                         help="Output file for a single input (default: <input stem>_seg.nii.gz beside it).")
     options = parser.add_argument_group("segmentation options")
-    options.add_argument("-model", metavar="NAME_OR_FOLDER",
-                         help="Another cord model (installed name or nnU-Net folder). Default: the bundled one.")
+    add_cord_model_argument(options, "-model")
     options.add_argument("-device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N.")
     options.add_argument("-threads", type=int, metavar="N", help="CPU threads. Default: all CPUs available.")
     options.add_argument("-engine", choices=ENGINES, default="auto",
@@ -38,8 +41,9 @@ def get_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, argv) -> None:
     from sct_rootlets.segment import QcOptions, segment_cord
 
-    written = segment_cord(args.inputs, output=args.o, model=args.model, device=args.device, threads=args.threads,
-                           engine=args.engine, overwrite=args.overwrite, command_line=shlex.join([PROG, *argv]),
+    written = segment_cord(args.inputs, output=args.o, model=args.cord_model, device=args.device,
+                           threads=args.threads, engine=args.engine, overwrite=args.overwrite,
+                           command_line=shlex.join([PROG, *argv]),
                            qc=QcOptions(args.qc, args.qc_dataset, args.qc_subject))
     for path in written:
         print(f"Done: {path}")

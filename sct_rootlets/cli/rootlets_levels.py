@@ -4,6 +4,7 @@ import argparse
 import sys
 
 from sct_rootlets.cli.common import add_common_arguments, add_qc_arguments, positive_float, run_command
+from sct_rootlets.cli.segmentation_options import add_cord_model_argument
 from sct_rootlets.options import LEVEL_METHODS
 
 
@@ -18,8 +19,8 @@ def get_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-i", required=True, metavar="ROOTLETS", help="Rootlets label map (2=C2 ... 9=T1).")
     parser.add_argument("-s", metavar="CORD",
-                        help="Spinal cord mask on the same grid. Default: computed from -img by the bundled cord "
-                             "model (sct_rootlets_cord).")
+                        help="Spinal cord mask on the same grid. Default: computed from -img by the cord model "
+                             "(-cord-model; sct_rootlets_cord).")
     parser.add_argument("-pmj", metavar="PMJ", help="PMJ label (one point) for distances from the PMJ.")
     parser.add_argument("-discs", metavar="DISCS", help="Disc labels, SCT convention (3 = C2/C3, 4 = C3/C4 ...).")
     parser.add_argument("-method", choices=LEVEL_METHODS, default="extent",
@@ -29,8 +30,9 @@ def get_parser() -> argparse.ArgumentParser:
                         help="Cord dilation (mm) before intersecting with the rootlets. Default: 3.")
     parser.add_argument("-ofolder", metavar="FOLDER", help="Output folder (default: the rootlets' folder).")
     parser.add_argument("-img", metavar="IMAGE",
-                        help="The anatomical T2w image: QC background (needed with -qc), and the image the cord is "
+                        help="The anatomical image: QC background (needed with -qc), and the image the cord is "
                              "segmented on when -s is not given.")
+    add_cord_model_argument(parser)
     add_qc_arguments(parser)
     add_common_arguments(parser)
     return parser
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace, argv) -> None:
         from sct_rootlets.anatomy.cord import CordSegmenter
         from sct_rootlets.io.image import load_input_image
 
-        cord_mask = CordSegmenter().segment(load_input_image(args.img))
+        cord_mask = CordSegmenter(model=args.cord_model).segment(load_input_image(args.img))
     paths = write_spinal_levels(args.i, args.s, cord_mask=cord_mask, pmj_path=args.pmj, discs_path=args.discs,
                                 method=args.method, dilate_mm=args.dilate_mm, ofolder=args.ofolder,
                                 overwrite=args.overwrite)

@@ -3,8 +3,21 @@
 import argparse
 
 from sct_rootlets.cli.common import add_dilation_arguments, dilation_options, level_range, positive_float
-from sct_rootlets.options import (DEFAULT_CANAL_MM, DEFAULT_REGION, DEFAULT_ROI_MARGIN_MM, ENGINES, LEVEL_METHODS,
-                                  REGION_MODES)
+from sct_rootlets.options import (BUNDLED_CORD_MODEL, CONTRAST_AGNOSTIC_CORD_MODEL, DEFAULT_CANAL_MM, DEFAULT_REGION,
+                                  DEFAULT_ROI_MARGIN_MM, ENGINES, LEVEL_METHODS, REGION_MODES)
+
+#: What -cord-model says, for every command that finds the cord.
+CORD_MODEL_HELP = (f"The model that finds the cord where no cord mask is given: {BUNDLED_CORD_MODEL} (the small T2w "
+                   f"model shipped with sct_rootlets, no download), {CONTRAST_AGNOSTIC_CORD_MODEL} (SCT's "
+                   f"contrast-agnostic model, any contrast: used from SCT's folder when SCT has it, else install it "
+                   f"with sct_deepseg_rootlets -install {CONTRAST_AGNOSTIC_CORD_MODEL}), another installed cord model, "
+                   f"or an nnU-Net model folder. Default: {BUNDLED_CORD_MODEL}.")
+
+
+def add_cord_model_argument(group, *aliases: str) -> None:
+    """-cord-model (and `aliases`, e.g. -model where the cord model is the command's only model)."""
+    group.add_argument(*aliases, "-cord-model", metavar="NAME_OR_FOLDER", dest="cord_model",
+                       default=BUNDLED_CORD_MODEL, help=CORD_MODEL_HELP)
 
 
 def _positive_int(text: str) -> int:
@@ -36,6 +49,7 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser) -> None:
                               "Default: the default model, downloaded and installed on first use; if that fails, "
                               "or with SCT_ROOTLETS_OFFLINE=1 (no download attempt), the bundled starter model, "
                               "a demo model trained on generated rootlets only (see -list-models).")
+    add_cord_model_argument(options)
     options.add_argument("-folds", nargs="+", metavar="FOLD",
                          help="Folds to ensemble (e.g. 0 1 or all). Default: every numbered fold present.")
     options.add_argument("-device", default="auto",
@@ -54,7 +68,7 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser) -> None:
                               "the weights. Default: auto.")
     options.add_argument("-region", choices=REGION_MODES, default=DEFAULT_REGION,
                          help="How the network covers the image around the cord (the mask given with -s, else "
-                              "one the bundled cord model computes): fast runs it only in the cord's bounding box "
+                              "one the cord model computes, -cord-model): fast runs it only in the cord's bounding box "
                               "widened by -roi-margin-mm, in as few tiles as possible (several times faster); exact "
                               "runs nnU-Net's own tiles that overlap that box, so labels in the box equal the "
                               "whole-image ones; whole is nnU-Net's stock prediction of the whole image. Default: "

@@ -3,7 +3,8 @@
 Nothing given means the default model, in this order of precedence: our installed copy; else SCT's copy of the
 same release, used from SCT's folder (`sct_rootlets.store.sct_copy`); else installed on first use (as SCT and
 TotalSegmentator users expect); else, when that fails or `SCT_ROOTLETS_OFFLINE` is set, the bundled starter model
-with a warning that says what it is.
+with a warning that says what it is. A registry name is our installed copy, else SCT's copy of that release (e.g.
+SCT's contrast-agnostic cord model for `-cord-model sct-contrast-agnostic`), else an error saying how to install it.
 """
 
 import hashlib
@@ -82,12 +83,26 @@ def _from_sct_copy(copy: SctCopy, folds) -> ResolvedModel:
         folder = open_model_folder(copy.folder, folds)
     except ModelError as exc:
         raise ModelError(f"SCT's copy of {copy.name} cannot be used: {str(exc).rstrip('.')}; install our own copy "
-                         f"with: sct_deepseg_rootlets -install") from None
+                         f"with: {copy.install_command}") from None
     hashes = verified_hashes(copy, folder.files)
     card = registry.all_cards().get(copy.name)
     return ResolvedModel(name=copy.name, version=copy.version, folder=folder, orientation=_orientation(folder, card),
                          files_sha256=_files_digest(folder, hashes), file_hashes=hashes, url=copy.url,
                          source=copy.source)
+
+
+def sct_copy_of(name: str) -> Optional[SctCopy]:
+    """SCT's copy of the registry model `name`, used when ours is not installed and SCT has the card's release."""
+    card = registry.all_cards().get(name)
+    if card is None or install.read_installation(name) is not None:
+        return None
+    return find_sct_copy(card, default=False)
+
+
+def _from_name(name: str, folds) -> ResolvedModel:
+    """A model named on the command line: ours if installed, else SCT's copy of its release, else an error."""
+    copy = sct_copy_of(name)
+    return _from_sct_copy(copy, folds) if copy is not None else _from_installation(name, folds)
 
 
 def _from_path(path: Path, folds) -> ResolvedModel:
@@ -179,14 +194,15 @@ def _resolve_default(folds, progress: bool) -> ResolvedModel:
 def resolve_model(model: Optional[str] = None, folds: Optional[Sequence[str]] = None, *,
                   progress: bool = True) -> ResolvedModel:
     """None -> the default model (see `_resolve_default`); an existing folder -> that nnU-Net model; else an
-    installed or registry name. `progress` shows a bar while the default model downloads on first use."""
+    installed or registry name (ours, else SCT's copy of that release). `progress` shows a bar while the default
+    model downloads on first use."""
     if model is None:
         return _resolve_default(folds, progress)
     path = Path(model).expanduser()
     if path.is_dir():
         return _from_path(path, folds)
     if model in registry.all_cards() or model in install.installed_names():
-        return _from_installation(model, folds)
+        return _from_name(model, folds)
     if "/" in model or model.startswith("."):
         raise ModelError(f"Model folder {model} does not exist.")
     raise ModelError(f"Unknown model {model!r}: not a folder, not installed, and not one of "

@@ -1,8 +1,10 @@
-"""The rootlets model SCT has already installed: used in place of downloading the same release again.
+"""Models SCT has already installed: used in place of downloading the same release again.
 
-SCT keeps it in `$SCT_DIR/data/deepseg_models/model_seg_spinal_rootlets_nnunet/` (the published zip, unpacked) with
-a `source.json` (`model_name`, `model_urls`, `custom`). When that file names the release of our default model card
-(the same URL, or a mirror of it: the same archive file name), a run without `-model` uses SCT's folder as it is.
+SCT keeps each model in `$SCT_DIR/data/deepseg_models/<SCT's model name>/` (the published zip, unpacked) with a
+`source.json` (`model_name`, `model_urls`, `custom`); its model for a task is found by our card's task, which uses
+SCT's task names (`SCT_MODEL_FOLDERS`). When that file names the release of one of our model cards (the same URL,
+or a mirror of it: the same archive file name), that model is used from SCT's folder as it is: the rootlets model
+by a run without `-model`, the contrast-agnostic cord model by `-cord-model` (see `sct_rootlets.store.resolve`).
 
 SCT's copy is never written to. SCT publishes no checksum, so the SHA-256 of every file inference may read is
 recorded in our home the first time the copy is used (`<home>/sct_copies/<name>.<folder id>.json`, one record per
@@ -32,6 +34,10 @@ logger = logging.getLogger(__name__)
 SCT_DIR_ENV_VAR = "SCT_DIR"
 #: SCT's name (and folder name) of the rootlets model, below `$SCT_DIR/data/deepseg_models/`.
 SCT_ROOTLETS_MODEL = "model_seg_spinal_rootlets_nnunet"
+#: SCT's contrast-agnostic cord model (`sct_deepseg spinalcord`), below the same folder.
+SCT_CORD_MODEL = "model_seg_sc_contrast_agnostic_nnunet"
+#: SCT's model folder for each task (our cards' `task` uses SCT's task names).
+SCT_MODEL_FOLDERS = {"rootlets": SCT_ROOTLETS_MODEL, "spinalcord": SCT_CORD_MODEL}
 SOURCE_FILE = "source.json"
 
 
@@ -102,8 +108,19 @@ class SctCopy:
     """SCT's installed copy of one of our registry models."""
     name: str      # our card's name
     version: str
-    folder: Path   # SCT's model folder, $SCT_DIR/data/deepseg_models/model_seg_spinal_rootlets_nnunet
+    folder: Path   # SCT's model folder, e.g. $SCT_DIR/data/deepseg_models/model_seg_spinal_rootlets_nnunet
     url: str       # the release URL source.json names
+    default: bool = True  # the copy stands in for the default model (a run without -model), else a named one
+
+    @property
+    def title(self) -> str:
+        """How messages name the model."""
+        return f"the default model {self.name}" if self.default else self.name
+
+    @property
+    def install_command(self) -> str:
+        """The command that installs our own copy instead."""
+        return "sct_deepseg_rootlets -install" + ("" if self.default else f" {self.name}")
 
     @property
     def record_path(self) -> Path:
@@ -117,31 +134,31 @@ class SctCopy:
         return f"SCT ({self.folder})"
 
 
-def find_sct_copy(card: registry.ModelCard) -> Optional[SctCopy]:
-    """SCT's copy of `card`'s release, if SCT is present and its `source.json` names that release; else None
-    (with the reason in the debug log)."""
+def find_sct_copy(card: registry.ModelCard, default: bool = True) -> Optional[SctCopy]:
+    """SCT's copy of `card`'s release, if SCT is present, has a model for the card's task, and its `source.json`
+    names that release; else None (with the reason in the debug log). `default`: see `SctCopy`."""
     models = sct_models_folder()
-    if models is None:
+    if models is None or card.task not in SCT_MODEL_FOLDERS:
         return None
-    folder = models / SCT_ROOTLETS_MODEL
+    folder = models / SCT_MODEL_FOLDERS[card.task]
     source_file = folder / SOURCE_FILE
     if not source_file.is_file():
-        logger.debug("No SCT rootlets model to reuse: %s does not exist.", source_file)
+        logger.debug("No SCT %s model to reuse: %s does not exist.", card.task, source_file)
         return None
     try:
         source = json.loads(source_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        logger.debug("Ignoring SCT's rootlets model: %s is unreadable (%s).", source_file, exc)
+        logger.debug("Ignoring SCT's %s model: %s is unreadable (%s).", card.task, source_file, exc)
         return None
     if not isinstance(source, dict):
-        logger.debug("Ignoring SCT's rootlets model: %s holds no JSON object.", source_file)
+        logger.debug("Ignoring SCT's %s model: %s holds no JSON object.", card.task, source_file)
         return None
     url = _matching_url(source_urls(source), card)
     if url is None:
-        logger.debug("Ignoring SCT's rootlets model in %s: its source.json names %s, not the release of %s.",
-                     folder, source.get("model_urls"), card.name)
+        logger.debug("Ignoring SCT's %s model in %s: its source.json names %s, not the release of %s.",
+                     card.task, folder, source.get("model_urls"), card.name)
         return None
-    return SctCopy(name=card.name, version=card.version, folder=folder, url=url)
+    return SctCopy(name=card.name, version=card.version, folder=folder, url=url, default=default)
 
 
 def _model_files(folder: Path) -> list:
@@ -191,11 +208,11 @@ def verified_hashes(copy: SctCopy, files) -> dict:
     now if there is none); a file that changed since is a ModelError."""
     record = read_record(copy)
     if record is None:
-        logger.info("Using SCT's copy of the default model %s at %s instead of downloading it; its checksums are "
-                    "recorded in %s and checked on every use.", copy.name, copy.folder, copy.record_path)
+        logger.info("Using SCT's copy of %s at %s instead of downloading it; its checksums are recorded in %s "
+                    "and checked on every use.", copy.title, copy.folder, copy.record_path)
         recorded, fresh = record_first_use(copy)["files"], True
     else:
-        logger.info("Using SCT's copy of the default model %s at %s.", copy.name, copy.folder)
+        logger.info("Using SCT's copy of %s at %s.", copy.title, copy.folder)
         recorded, fresh = record["files"], False
     hashes = {}
     for path in files:
@@ -204,6 +221,6 @@ def verified_hashes(copy: SctCopy, files) -> dict:
         if actual is None or actual != recorded.get(relpath):
             raise ModelError(f"SCT's copy of {copy.name} at {copy.folder} changed since its first use here "
                              f"({relpath}); to accept it delete {copy.record_path}, or install our own copy with: "
-                             f"sct_deepseg_rootlets -install")
+                             f"{copy.install_command}")
         hashes[path] = actual
     return hashes
