@@ -72,43 +72,41 @@ def _mask(path: Path) -> np.ndarray:
     return np.asanyarray(nib.load(path).dataobj)
 
 
-def test_scts_cord_model_finds_the_cord_for_the_fast_region_and_levels(sct_cord, tiny_model_root, rootlets_home,
-                                                                       tmp_path):
+def test_scts_cord_model_is_the_cord_a_rootlets_run_computes(sct_cord, tiny_model_root, rootlets_home, tmp_path):
+    """The rootlets run computes its cord with the chosen model: the cord it measured (sidecar) is the one
+    `sct_rootlets_cord -cord-model` writes. The tiny stand-in's "cord" fills most of each slice, so the run finds
+    it implausible and predicts the whole image (README, "Contrasts"), which the sidecar says."""
+    from sct_rootlets.anatomy.plausibility import measure_cord
+
     before, paths_before = tree_digest(sct_cord), _all_paths(sct_cord)
     image = _image(tmp_path / "in")
-    pmj = np.zeros(nib.load(image).shape, np.uint8)
-    pmj[16, 28, 23] = 1
-    nib.save(nib.Nifti1Image(pmj, nib.load(image).affine), tmp_path / "in" / "pmj.nii.gz")
-
     cord = run_cli("-i", image, "-cord-model", NAME, "-o", tmp_path / "sct_seg.nii.gz", env_home=rootlets_home,
                    command="sct_rootlets_cord")
     bundled = run_cli("-i", image, "-o", tmp_path / "bundled_seg.nii.gz", env_home=rootlets_home,
                       command="sct_rootlets_cord")
-    rootlets = run_cli("-i", image, "-model", tiny_model_root, "-cord-model", NAME, "-pmj",
-                       tmp_path / "in" / "pmj.nii.gz", "-o", tmp_path / "rootlets.nii.gz", env_home=rootlets_home)
+    rootlets = run_cli("-i", image, "-model", tiny_model_root, "-cord-model", NAME, "-o", tmp_path / "rootlets.nii.gz",
+                       env_home=rootlets_home)
 
     assert cord.returncode == 0, cord.stderr
     assert rootlets.returncode == 0, rootlets.stderr
     assert f"Using SCT's copy of {NAME} at {sct_cord} instead of downloading it" in cord.stderr
+    mask = _mask(tmp_path / "sct_seg.nii.gz") > 0
+    assert mask.any()
     expected = {"Computed": True, "Found": True, "Model": NAME, "Version": "v3.0", "Source": f"SCT ({sct_cord})",
-                "ArchiveSHA256": None, "FilesSHA256": _files_sha256(sct_cord / tiny_model.TRAINER_DIR)}
-    sidecar = json.loads((tmp_path / "rootlets.json").read_text())
-    assert sidecar["Options"]["cord_mask"] == expected
-    assert sidecar["Options"]["region"] == "fast"
+                "ArchiveSHA256": None, "FilesSHA256": _files_sha256(sct_cord / tiny_model.TRAINER_DIR),
+                "Measures": measure_cord(mask, nib.load(image).affine).as_dict(), "Plausible": False}
+    cord_mask = json.loads((tmp_path / "rootlets.json").read_text())["Options"]["cord_mask"]
+    assert {key: value for key, value in cord_mask.items() if key != "Reason"} == expected
+    assert "median cross-section" in cord_mask["Reason"]
+    assert json.loads((tmp_path / "rootlets.json").read_text())["Options"]["region"] == "whole"
     cord_sidecar = json.loads((tmp_path / "sct_seg.json").read_text())
     assert cord_sidecar["Model"]["Name"] == NAME and cord_sidecar["Model"]["Source"] == f"SCT ({sct_cord})"
     assert cord_sidecar["Model"]["FilesSHA256"] == expected["FilesSHA256"]
     assert cord_sidecar["GeneratedBy"][0]["ModelURL"] == RELEASE_URL
 
     # The option chose the model: the bundled one finds another cord in this synthetic image, or none.
-    mask = _mask(tmp_path / "sct_seg.nii.gz") > 0
-    assert mask.any()
     assert bundled.returncode == 1 and "No spinal cord was found" in bundled.stderr or \
         not np.array_equal(mask, _mask(tmp_path / "bundled_seg.nii.gz") > 0)
-    # The rootlets run used this cord: its levels lie where the cord command's mask lets them.
-    levels = _mask(tmp_path / "rootlets_spinal_levels.nii.gz")
-    assert levels.any() and not levels[~mask].any()
-    assert (tmp_path / "rootlets_spinal_levels.csv").is_file()
 
     assert tree_digest(sct_cord) == before and _all_paths(sct_cord) == paths_before  # nothing added or changed
     records = [json.loads(path.read_text()) for path in (rootlets_home / "sct_copies").glob(f"{NAME}.*.json")]
