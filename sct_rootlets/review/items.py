@@ -54,6 +54,20 @@ class ReviewFolders:
     def review(self) -> Path:
         return self.out / REVIEW_FOLDER
 
+    def writable(self, path: Path) -> Path:
+        """`path`, when a file written there stays inside OUT: neither the path nor any folder on the way is a
+        symlink leading out of OUT, and the path is no symlink itself (a reader would follow it). Else
+        RootletsError: a link planted in OUT must not carry corrections, marks or lists elsewhere."""
+        path = Path(path)
+        try:
+            folder = path.parent.resolve()
+        except (OSError, RuntimeError):  # a symlink loop
+            folder = None
+        if folder is None or not folder.is_relative_to(self.out) or path.is_symlink():
+            raise RootletsError(f"Refused to write {path}: it is a symbolic link or lies in a folder linked outside "
+                                f"the output folder {self.out}.")
+        return path
+
     def roots(self) -> dict:
         """The folders whose files the server may serve, by the name used in its URLs."""
         return {"data": self.data, "pred": self.pred, "out": self.out}
