@@ -27,6 +27,10 @@ HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
 #: A head larger than this is handed over as it is: the handler then answers 414/431 (http.server's limits).
 MAX_HEAD_BYTES = 70 * 1024
 RECV_BYTES = 64 * 1024
+#: After answering: how long, and how many reads, to wait for the client's end of the request before closing. A
+#: socket closed with unread bytes sends a reset, which can destroy the answer before the client has read it.
+LINGER_SECONDS = 0.5
+LINGER_READS = 16
 
 
 class _HeadThenSocket(io.RawIOBase):
@@ -48,8 +52,25 @@ class _HeadThenSocket(io.RawIOBase):
         return self._sock.recv_into(buffer)
 
 
+def _close_gently(sock: socket.socket) -> None:
+    """Send the end of the answer, read what the client still sends (briefly), then close."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(LINGER_SECONDS)
+        for _ in range(LINGER_READS):
+            if not sock.recv(RECV_BYTES):
+                break
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
 class BoundedRequestHandler(BaseHTTPRequestHandler):
     """A request handler fed by `BoundedHTTPServer`: `request` is (socket, head bytes already read)."""
+
+    #: http.server answers a request line it cannot parse as HTTP/0.9, without a status line; no client speaks it.
+    default_request_version = "HTTP/1.0"
 
     def setup(self):
         sock, head = self.request
@@ -57,6 +78,19 @@ class BoundedRequestHandler(BaseHTTPRequestHandler):
         sock.settimeout(self.server.body_timeout)
         self.rfile = io.BufferedReader(_HeadThenSocket(head, sock))
         self.wfile = sock.makefile("wb")
+        self._answered = False
+
+    def send_response_only(self, code, message=None):
+        self._answered = True
+        super().send_response_only(code, message)
+
+    def parse_request(self) -> bool:
+        """http.server's parsing, and a 400 where it gives up without a word (a request line of only blanks)."""
+        if super().parse_request():
+            return True
+        if not self._answered:
+            self.send_error(400, "Bad request line")
+        return False
 
 
 class BoundedHTTPServer:
@@ -158,11 +192,7 @@ class BoundedHTTPServer:
             logger.error("Unexpected error while answering a request: %s: %s", type(exc).__name__, exc)
             logger.debug("details", exc_info=True)
         finally:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
+            _close_gently(sock)
 
     # --- stopping ------------------------------------------------------------------------------------------
 

@@ -152,10 +152,11 @@ class ReviewSession:
 
 
 class ReviewServer(BoundedHTTPServer):
-    def __init__(self, session: ReviewSession, port: int = DEFAULT_PORT):
+    def __init__(self, session: ReviewSession, port: int = DEFAULT_PORT, **limits):
+        """`limits`: BoundedHTTPServer's timeouts and sizes, to change its defaults."""
         self.session = session
         try:
-            super().__init__((HOST, port), _Handler)
+            super().__init__((HOST, port), _Handler, **limits)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise RootletsError(f"Port {port} is in use; choose another with -port N, or -port 0 for a free "
@@ -423,6 +424,10 @@ def open_session(*, path_data, path_pred, path_out=None, include: Optional[str] 
     folders = ReviewFolders.of(path_data, path_pred, path_out)
     listed = read_qc_fail_yml(qc_fail) if qc_fail else None
     items, left_out = find_items(folders, include=include, listed=listed)
+    if not items and listed is not None:
+        raise RootletsError(f"No image to review: none of the {len(listed)} image(s) listed in {qc_fail} is a T2w "
+                            f"image of {folders.data} with a prediction in {folders.pred_labels} or a correction in "
+                            f"{folders.out}.")
     if not items:
         where = folders.pred_labels
         raise RootletsError(f"No image to review: no prediction found in {where} for the selected images of "
