@@ -120,7 +120,7 @@ class Marks:
             raise RootletsError(f"Unknown mark {mark!r}; use one of {', '.join(MARKS)} (or none).")
         if mark:
             self.marks[name] = {"mark": mark, "rater": rater,
-                                "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+                                "date": datetime.datetime.now().astimezone().isoformat(timespec="microseconds")}
         else:
             self.marks.pop(name, None)
         _write_text(self.folders.writable(self.path), json.dumps(self.marks, indent=2, sort_keys=True) + "\n")
