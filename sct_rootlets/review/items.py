@@ -10,6 +10,7 @@ Folders (all resolved to absolute paths once, so that every later check compares
   `DS/derivatives/labels`). A correction already there is what the session opens.
 """
 
+import datetime
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -22,6 +23,8 @@ PREDICTION_SUFFIXES = ("_label-rootlets_dseg", "_label-rootlets_desc-auto_dseg")
 CORD_SUFFIXES = ("_label-SC_seg", "_seg-manual", "_seg")
 #: Where the session keeps its own files inside OUT: marks, the qc_fail.yml it writes, previous versions.
 REVIEW_FOLDER = "review"
+#: Inside it, where a version replaced is kept: `previous/<YYYY-MM-DDTHHMMSS.ffffff>/`.
+PREVIOUS_FOLDER = "previous"
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,10 @@ class ReviewFolders:
     @property
     def review(self) -> Path:
         return self.out / REVIEW_FOLDER
+
+    def previous(self, when: datetime.datetime) -> Path:
+        """The folder that keeps the versions replaced at `when`."""
+        return self.review / PREVIOUS_FOLDER / when.strftime("%Y-%m-%dT%H%M%S.%f")
 
     def writable(self, path: Path) -> Path:
         """`path`, when a file written there stays inside OUT: neither the path nor any folder on the way is a

@@ -26,7 +26,7 @@ import yaml
 from sct_rootlets.errors import RootletsError
 from sct_rootlets.io.atomic import atomic_paths
 from sct_rootlets.io.image import nifti_stem
-from sct_rootlets.review.items import CORRECTION_SUFFIX, ReviewFolders
+from sct_rootlets.review.items import CORRECTION_SUFFIX, PREVIOUS_FOLDER, ReviewFolders
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,6 @@ CORRECTED_KEY = "CORR_ROOTLETS"
 MARKS = ("pass", "fail", "artifact")
 MARKS_FILE = "marks.json"
 QC_FAIL_FILE = "qc_fail.yml"
-PREVIOUS_FOLDER = "previous"
 COMMENT = ("written by sct_rootlets_review: the images marked 'fail' under FILES_ROOTLETS, image paths relative to "
            "the dataset (manual_correction.py -config); other keys are kept as found")
 
@@ -174,7 +173,7 @@ class Marks:
         return qc_fail_yml_text(self._merged(self._existing()[1]))
 
     def _keep_previous(self) -> None:
-        folder = self.folder / PREVIOUS_FOLDER / datetime.datetime.now().strftime("%Y-%m-%dT%H%M%S.%f")
+        folder = self.folders.previous(datetime.datetime.now())
         self.folders.writable(folder / QC_FAIL_FILE)
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copy2(self.qc_fail_path, folder / QC_FAIL_FILE)

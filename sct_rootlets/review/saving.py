@@ -35,7 +35,6 @@ LABEL_VALUES = tuple(range(0, 10))
 UPLOAD_BYTES_PER_VOXEL = 8
 UPLOAD_HEADER_BYTES = 1 << 20
 NO_VERSION = "none"
-PREVIOUS_FOLDER = "previous"
 GRID_TOLERANCE_MM = 1e-3
 MAX_RATER_CHARACTERS = 200
 
@@ -151,8 +150,7 @@ def keep_previous_version(item: ReviewItem, folders: ReviewFolders, when: dateti
                           image_bytes: bytes = None) -> Path:
     """Copy the correction and its sidecar to `OUT/review/previous/<time>/...` (`image_bytes`: the image's
     content to keep instead of the file's)."""
-    folder = (folders.review / PREVIOUS_FOLDER / when.strftime("%Y-%m-%dT%H%M%S.%f")
-              / item.image.relative_folder)
+    folder = folders.previous(when) / item.image.relative_folder
     folders.writable(folder / item.correction.name)
     folder.mkdir(parents=True, exist_ok=True)
     for path in (item.correction, item.correction_sidecar):
