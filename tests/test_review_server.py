@@ -77,6 +77,19 @@ def closed_by_server(sock: socket.socket) -> bool:
         return False
 
 
+def closed_now(sock: socket.socket) -> bool:
+    """Whether the server has closed `sock` (without waiting)."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+    finally:
+        sock.setblocking(True)
+
+
 # --- held-open connections ----------------------------------------------------------------------------------------
 
 def test_a_thousand_held_connections_do_not_delay_a_valid_request(review, capfd):
@@ -123,6 +136,17 @@ def test_idle_and_slow_connections_are_closed_after_their_timeouts(tmp_path, cap
         for sock in (idle, half_head, slow_body):
             with closing(sock):
                 assert closed_by_server(sock)
+        with closing(socket.create_connection(("127.0.0.1", server.port))) as trickle:
+            trickle.sendall(f"POST /api/items/0/mark HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Review-Token: "
+                            f"{session.token}\r\nContent-Length: 60000\r\n\r\n".encode())
+            sent = 0
+            while sent < 2000 and not closed_now(trickle):  # a byte every 10 ms: 100 bytes/s, never a whole body
+                try:
+                    sent += trickle.send(b" ")
+                except OSError:
+                    break
+                time.sleep(0.01)
+            assert sent < 2000, "a body trickled a byte at a time was never cut off"
         assert Client(server.port, session.token).get("/api/session")[0] == 200
     assert session.marks.marks == {}  # the slow mark was never taken
     assert "Traceback" not in capfd.readouterr().err

@@ -4,13 +4,15 @@
 idle or half-sent connections are a thousand threads, and the next real request waits behind them. Here a selector
 thread accepts every connection and reads, without blocking, until the request's head (request line and headers)
 is complete; only then is the connection handed, with the bytes already read, to one of `workers` threads, which
-reads the body under a socket timeout. A connection whose head is not complete within `head_timeout` seconds is
-closed, and so is the oldest waiting one when more than `max_waiting` wait. Requests are answered with HTTP/1.0
-(one request per connection), so no connection goes back to waiting.
+reads the body under a socket timeout and a minimum rate (a body trickled a byte at a time is cut off). A
+connection whose head is not complete within `head_timeout` seconds is closed, and so is the oldest waiting one when
+more than `max_waiting` wait or when the process runs out of file descriptors, so a new connection always gets in.
+Requests are answered with HTTP/1.0 (one request per connection), so no connection goes back to waiting.
 
 A connection that breaks or times out while being answered is closed without a word: the client is gone.
 """
 
+import errno
 import io
 import logging
 import selectors
@@ -27,18 +29,36 @@ HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
 #: A head larger than this is handed over as it is: the handler then answers 414/431 (http.server's limits).
 MAX_HEAD_BYTES = 70 * 1024
 RECV_BYTES = 64 * 1024
+#: After the first `body_timeout` seconds of reading a request, it must have come at this rate on average.
+MIN_BYTES_PER_SECOND = 16 * 1024
+#: File descriptors left for the files the workers read and write when waiting connections are counted.
+SPARE_DESCRIPTORS = 128
 #: After answering: how long, and how many reads, to wait for the client's end of the request before closing. A
 #: socket closed with unread bytes sends a reset, which can destroy the answer before the client has read it.
 LINGER_SECONDS = 0.5
 LINGER_READS = 16
 
 
-class _HeadThenSocket(io.RawIOBase):
-    """A readable stream of the bytes already received, then the socket's."""
+def descriptor_limit() -> int:
+    """How many files this process may open (4096 where the system does not say)."""
+    try:
+        import resource
+    except ImportError:  # not a Unix
+        return 4096
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
-    def __init__(self, head: bytes, sock: socket.socket):
+
+class _HeadThenSocket(io.RawIOBase):
+    """A readable stream of the bytes already received, then the socket's, which must keep up MIN_BYTES_PER_SECOND
+    on average once `grace` seconds have passed (else TimeoutError)."""
+
+    def __init__(self, head: bytes, sock: socket.socket, grace: float):
         self._head = memoryview(head)
         self._sock = sock
+        self._grace = grace
+        self._started = time.monotonic()
+        self._received = 0
 
     def readable(self) -> bool:
         return True
@@ -49,7 +69,12 @@ class _HeadThenSocket(io.RawIOBase):
             buffer[:count] = self._head[:count]
             self._head = self._head[count:]
             return count
-        return self._sock.recv_into(buffer)
+        late = time.monotonic() - self._started - self._grace
+        if late > 0 and self._received < late * MIN_BYTES_PER_SECOND:
+            raise TimeoutError("the request comes too slowly")
+        count = self._sock.recv_into(buffer)
+        self._received += count
+        return count
 
 
 def _close_gently(sock: socket.socket) -> None:
@@ -76,7 +101,7 @@ class BoundedRequestHandler(BaseHTTPRequestHandler):
         sock, head = self.request
         self.connection = sock
         sock.settimeout(self.server.body_timeout)
-        self.rfile = io.BufferedReader(_HeadThenSocket(head, sock))
+        self.rfile = io.BufferedReader(_HeadThenSocket(head, sock, self.server.body_timeout))
         self.wfile = sock.makefile("wb")
         self._answered = False
 
@@ -99,7 +124,8 @@ class BoundedHTTPServer:
     def __init__(self, address: tuple, handler_class, *, workers: int = 8, head_timeout: float = 10.0,
                  body_timeout: float = 10.0, max_waiting: int = 4096, backlog: int = 1024):
         self.handler_class = handler_class
-        self.head_timeout, self.body_timeout, self.max_waiting = head_timeout, body_timeout, max_waiting
+        self.head_timeout, self.body_timeout = head_timeout, body_timeout
+        self.max_waiting = max(16, min(max_waiting, descriptor_limit() - SPARE_DESCRIPTORS))
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             self.socket.bind(address)
@@ -142,8 +168,10 @@ class BoundedHTTPServer:
                 sock, _ = self.socket.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # out of file descriptors, for one: the waiting ones expire and free them
+            except OSError as exc:
                 logger.debug("accept failed: %s", exc)
+                if exc.errno in (errno.EMFILE, errno.ENFILE) and self._waiting:  # make room for the next one
+                    self._drop(selector, next(iter(self._waiting)))
                 return
             sock.setblocking(False)
             self._waiting[sock] = [b"", time.monotonic() + self.head_timeout]

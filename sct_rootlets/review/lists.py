@@ -18,6 +18,7 @@ import datetime
 import json
 import logging
 import shutil
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -101,6 +102,7 @@ class Marks:
         self.qc_fail_path = self.folder / QC_FAIL_FILE
         self.marks = {}
         self._written: Optional[str] = None  # the qc_fail.yml text this session wrote last
+        self._lock = threading.Lock()  # one change at a time: the server answers from several threads
         if self.path.is_file():
             try:
                 self.marks = json.loads(self.path.read_text(encoding="utf-8"))
@@ -115,15 +117,17 @@ class Marks:
         return self.marks.get(name, {}).get("mark", "")
 
     def set(self, name: str, mark: str, rater: str = "") -> None:
+        """Record (or, with "", remove) a mark; kept in memory only once written."""
         if mark and mark not in MARKS:
             raise RootletsError(f"Unknown mark {mark!r}; use one of {', '.join(MARKS)} (or none).")
-        if mark:
-            self.marks[name] = {"mark": mark, "rater": rater,
-                                "date": datetime.datetime.now().astimezone().isoformat(timespec="microseconds")}
-        else:
-            self.marks.pop(name, None)
-        _write_text(self.folders.writable(self.path), json.dumps(self.marks, indent=2, sort_keys=True) + "\n")
-        self.write_qc_fail()
+        with self._lock:
+            marks = {key: record for key, record in self.marks.items() if key != name}
+            if mark:
+                marks[name] = {"mark": mark, "rater": rater,
+                               "date": datetime.datetime.now().astimezone().isoformat(timespec="microseconds")}
+            _write_text(self.folders.writable(self.path), json.dumps(marks, indent=2, sort_keys=True) + "\n")
+            self.marks = marks
+            self._write_qc_fail()
 
     def _corrected_since_marked(self, name: str, corrected_names: set) -> bool:
         """Whether manual_correction.py lists the image as corrected and its correction in OUT is newer than the
@@ -180,6 +184,10 @@ class Marks:
 
     def write_qc_fail(self) -> Path:
         """Merge the fails into qc_fail.yml, atomically; a version this session did not write is kept first."""
+        with self._lock:
+            return self._write_qc_fail()
+
+    def _write_qc_fail(self) -> Path:
         on_disk, content = self._existing()
         text = qc_fail_yml_text(self._merged(content))
         if on_disk is not None and on_disk not in (self._written, text):
