@@ -11,7 +11,8 @@ mapping of `FILES_*` keys to lists of image paths, of which it keeps the file na
 `<-path-img>/<sub>/[<ses>/]anat/<name>`. manual_correction.py rewrites that file as it goes (the corrected image's
 name leaves `FILES_ROOTLETS` for `CORR_ROOTLETS`), so the file is merged, never overwritten: keys other than
 `FILES_ROOTLETS` stay as they are, an image corrected since it was marked is not listed again, and a version written
-by someone else is kept under `OUT/review/previous/<time>/` before it is replaced.
+by someone else (manual_correction.py drops our comment) is kept under `OUT/review/previous/<time>/` before it is
+replaced.
 """
 
 import datetime
@@ -20,7 +21,6 @@ import logging
 import shutil
 import threading
 from pathlib import Path
-from typing import Optional
 
 import yaml
 
@@ -64,11 +64,14 @@ def read_qc_fail_yml(path) -> list:
         if not isinstance(entries, list):
             raise RootletsError(f"{path}: {key} should be a list of image paths.")
         listed += [str(entry) for entry in entries if str(entry) not in listed]
+    present = [key for key in READ_KEYS if key in content]
     if not listed:
-        present = [key for key in READ_KEYS if key in content]
         why = (" and ".join(f"{key} is empty" for key in present) if present
                else f"it has none of the keys {', '.join(READ_KEYS)}")
         raise RootletsError(f"{path} lists no image to review: {why}.")
+    for key in present:
+        if not content[key]:
+            logger.info("%s: %s is empty.", path, key)
     return listed
 
 
@@ -101,7 +104,6 @@ class Marks:
         self.path = self.folder / MARKS_FILE
         self.qc_fail_path = self.folder / QC_FAIL_FILE
         self.marks = {}
-        self._written: Optional[str] = None  # the qc_fail.yml text this session wrote last
         self._lock = threading.Lock()  # one change at a time: the server answers from several threads
         if self.path.is_file():
             try:
@@ -183,16 +185,16 @@ class Marks:
         shutil.copy2(self.qc_fail_path, folder / QC_FAIL_FILE)
 
     def write_qc_fail(self) -> Path:
-        """Merge the fails into qc_fail.yml, atomically; a version this session did not write is kept first."""
+        """Merge the fails into qc_fail.yml, atomically; a version we did not write (no comment of ours on its first
+        line) is kept first."""
         with self._lock:
             return self._write_qc_fail()
 
     def _write_qc_fail(self) -> Path:
         on_disk, content = self._existing()
         text = qc_fail_yml_text(self._merged(content))
-        if on_disk is not None and on_disk not in (self._written, text):
-            self._keep_previous()
+        if on_disk is not None and not on_disk.startswith(f"# {COMMENT}\n") and on_disk != text:
+            self._keep_previous()  # not ours: manual_correction.py's, or edited by hand
         if on_disk != text:
             _write_text(self.folders.writable(self.qc_fail_path), text)
-        self._written = text
         return self.qc_fail_path
