@@ -109,6 +109,13 @@ class BoundedRequestHandler(BaseHTTPRequestHandler):
         self._answered = True
         super().send_response_only(code, message)
 
+    def send_error(self, code, message=None, explain=None):
+        """http.server's error answers, with 405 (and the methods allowed) for a method this handler lacks."""
+        if code == 501:  # http.server's answer to an unknown method
+            allowed = [name[3:] for name in dir(self) if name.startswith("do_")]
+            code, message = 405, f"Method not allowed; use {', '.join(sorted(allowed))}"
+        super().send_error(code, message, explain)
+
     def parse_request(self) -> bool:
         """http.server's parsing, and a 400 where it gives up without a word (a request line of only blanks)."""
         if super().parse_request():
