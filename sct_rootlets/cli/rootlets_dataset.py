@@ -32,6 +32,10 @@ def get_parser() -> argparse.ArgumentParser:
     manifest.add_argument("-label-suffix", dest="label_suffix", default="_label-rootlets_dseg",
                           help="Label files to pair with the images, e.g. _label-SC_seg for cord masks. "
                                "Default: _label-rootlets_dseg.")
+    manifest.add_argument("-keep-empty-labels", dest="keep_empty_labels", action="store_true",
+                          help="Keep labels without a single labelled voxel (left out by default, with a warning: "
+                               "every scan has rootlets, and manual_correction.py creates an empty mask when it "
+                               "finds no label).")
 
     build = commands.add_parser("build", help="Manifest -> nnU-Net v2 raw dataset (all pairs checked first).")
     build.add_argument("-path-data", dest="path_data", required=True, metavar="BIDS")
@@ -99,7 +103,8 @@ def run(args: argparse.Namespace, argv) -> None:
         from sct_rootlets.training.manifest import manifest_from_bids, write_manifest
 
         table = manifest_from_bids(Path(args.path_data), label_suffix=args.label_suffix,
-                                   test_fraction=args.test_fraction, seed=args.seed, rater=args.rater)
+                                   test_fraction=args.test_fraction, seed=args.seed, rater=args.rater,
+                                   keep_empty=args.keep_empty_labels)
         if Path(args.o).exists() and not args.overwrite:
             raise RootletsError(f"{args.o} already exists; use -overwrite to replace it.")
         write_manifest(table, args.o)

@@ -8,7 +8,7 @@ everything they had started to write.
 import contextlib
 import errno
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Optional
 
@@ -24,10 +24,8 @@ def full_suffix(path: Path) -> str:
     return ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+#: Tries at a free temp name before giving up (each name has 64 random bits: a clash is a broken random source).
+_TEMP_NAME_TRIES = 100
 
 
 def refusal_reason(exc: BaseException) -> Optional[str]:
@@ -66,6 +64,21 @@ def refused_writes(path, *, what: str = "", elsewhere: str = "choose another out
         raise error(refusal_message(Path(path), exc, what=what, elsewhere=elsewhere)) from None
 
 
+def _create_temp(folder: Path, prefix: str, suffix: str) -> Path:
+    """A new empty file in `folder`, created with mode 0666 so that the kernel applies the umask (and any default
+    ACL) as for any file the user creates; the process umask itself is never read nor changed (other threads write
+    at the same time)."""
+    for _ in range(_TEMP_NAME_TRIES):
+        path = folder / f"{prefix}{secrets.token_hex(8)}{suffix}"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return path
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(folder))
+
+
 def _make_folders(folder: Path, created: list) -> None:
     """Create `folder` and its missing parents, each put first in `created` (which so lists the deepest first,
     the order to remove them in)."""
@@ -84,8 +97,8 @@ def atomic_paths(targets, *, overwrite: bool = False):
 
     Missing folders are created. On any exception every temp file and created folder is removed and no target is
     touched, so a set of outputs (an image and its sidecar) appears together or not at all; a refused write (see
-    `refusal_reason`) then becomes an OutputError naming the target. Renamed files get the usual umask-based
-    permissions, not mkstemp's private 0600.
+    `refusal_reason`) then becomes an OutputError naming the target. Files get the permissions any new file of the
+    user gets (umask, default ACLs), not a private 0600.
     """
     targets = [Path(t) for t in targets]
     for target in targets:
@@ -97,14 +110,11 @@ def atomic_paths(targets, *, overwrite: bool = False):
             current = target
             try:
                 _make_folders(target.parent, created)
-                fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=full_suffix(target),
-                                           dir=target.parent)
+                temps.append(_create_temp(target.parent, f".{target.name}.", full_suffix(target)))
             except OSError as exc:
                 if refusal_reason(exc):
                     raise
                 raise OutputError(f"Cannot write in output folder {target.parent}: {exc.strerror or exc}.") from None
-            os.close(fd)
-            temps.append(Path(tmp))
         try:
             yield temps
         except OSError as exc:
@@ -112,10 +122,8 @@ def atomic_paths(targets, *, overwrite: bool = False):
             current = next((target for tmp, target in zip(temps, targets)
                             if exc.filename and Path(exc.filename) == tmp), targets[0])
             raise
-        mode = 0o666 & ~_current_umask()
         for tmp, target in zip(temps, targets):
             current = target
-            os.chmod(tmp, mode)
             os.replace(tmp, target)
         temps, created = [], []
     except OSError as exc:

@@ -6,7 +6,8 @@ that costs the most human time.
   `FILES_ROOTLETS`, as NeuroPoly's manual_correction.py reads it), and the session's pass/fail/artifact marks;
 - `saving`: uploads checked (NIfTI, the image's grid, label values, size) and written atomically on the image's exact
   grid, the previous version kept, stale tabs refused, the sidecar's `GeneratedBy` extended with the rater;
-- `server`: the local web app (standard library HTTP server on 127.0.0.1, token on every request) around the vendored
-  NiiVue viewer in `static/`;
+- `server`: the local web app (on 127.0.0.1, token on every request) around the vendored NiiVue viewer in `static/`;
+- `connections`: the HTTP server under it that holds under abuse (a selector for waiting connections, a fixed pool
+  of threads for whole requests, timeouts);
 - `desktop`: `-viewer fsleyes|itksnap`, the same list opened in a desktop viewer.
 """

@@ -16,8 +16,8 @@ from typing import Callable
 
 from sct_rootlets.errors import RootletsError
 from sct_rootlets.io.atomic import atomic_paths
-from sct_rootlets.review.items import ReviewItem
-from sct_rootlets.review.saving import (CorrectionWriter, UploadRefused, check_rater, file_version,
+from sct_rootlets.review.items import ReviewFolders, ReviewItem
+from sct_rootlets.review.saving import (CorrectionWriter, UploadRefused, clean_rater, file_version,
                                          keep_previous_version)
 
 logger = logging.getLogger(__name__)
@@ -35,11 +35,12 @@ def viewer_command(viewer: str, item: ReviewItem) -> list:
     return [executable, str(item.image.path), str(item.correction), "-ot", "label", "-o"]
 
 
-def _prepare(item: ReviewItem) -> None:
+def _prepare(item: ReviewItem, folders: ReviewFolders) -> None:
     """Put the prediction in the correction's place (with its sidecar) when there is no correction yet."""
     if item.correction.is_file():
         return
-    targets = [item.correction] + ([item.correction_sidecar] if item.prediction_sidecar else [])
+    targets = [folders.writable(path) for path in
+               [item.correction] + ([item.correction_sidecar] if item.prediction_sidecar else [])]
     with atomic_paths(targets) as temps:
         shutil.copyfile(item.prediction, temps[0])
         if item.prediction_sidecar:
@@ -49,13 +50,13 @@ def _prepare(item: ReviewItem) -> None:
 def correct_in_viewer(items: list, writer: CorrectionWriter, *, viewer: str, rater: str,
                       run: Callable = subprocess.run, echo: Callable[[str], None] = print) -> int:
     """Open each item in the viewer, one after the other; return how many files the viewer changed."""
-    rater = check_rater(rater) if rater else ""
+    rater = clean_rater(rater, required=False)
     changed = 0
     for item in items:
         command = viewer_command(viewer, item)
         existed = item.correction.is_file()
         before_bytes = item.correction.read_bytes() if existed else None
-        _prepare(item)
+        _prepare(item, writer.folders)
         before = file_version(item.correction)
         echo(shlex.join(command))
         run(command, check=False)

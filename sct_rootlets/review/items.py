@@ -10,6 +10,7 @@ Folders (all resolved to absolute paths once, so that every later check compares
   `DS/derivatives/labels`). A correction already there is what the session opens.
 """
 
+import datetime
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -22,6 +23,8 @@ PREDICTION_SUFFIXES = ("_label-rootlets_dseg", "_label-rootlets_desc-auto_dseg")
 CORD_SUFFIXES = ("_label-SC_seg", "_seg-manual", "_seg")
 #: Where the session keeps its own files inside OUT: marks, the qc_fail.yml it writes, previous versions.
 REVIEW_FOLDER = "review"
+#: Inside it, where a version replaced is kept: `previous/<YYYY-MM-DDTHHMMSS.ffffff>/`.
+PREVIOUS_FOLDER = "previous"
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,24 @@ class ReviewFolders:
     @property
     def review(self) -> Path:
         return self.out / REVIEW_FOLDER
+
+    def previous(self, when: datetime.datetime) -> Path:
+        """The folder that keeps the versions replaced at `when`."""
+        return self.review / PREVIOUS_FOLDER / when.strftime("%Y-%m-%dT%H%M%S.%f")
+
+    def writable(self, path: Path) -> Path:
+        """`path`, when a file written there stays inside OUT: neither the path nor any folder on the way is a
+        symlink leading out of OUT, and the path is no symlink itself (a reader would follow it). Else
+        RootletsError: a link planted in OUT must not carry corrections, marks or lists elsewhere."""
+        path = Path(path)
+        try:
+            folder = path.parent.resolve()
+        except (OSError, RuntimeError):  # a symlink loop
+            folder = None
+        if folder is None or not folder.is_relative_to(self.out) or path.is_symlink():
+            raise RootletsError(f"Refused to write {path}: it is a symbolic link or lies in a folder linked outside "
+                                f"the output folder {self.out}.")
+        return path
 
     def roots(self) -> dict:
         """The folders whose files the server may serve, by the name used in its URLs."""

@@ -35,8 +35,8 @@ LABEL_VALUES = tuple(range(0, 10))
 UPLOAD_BYTES_PER_VOXEL = 8
 UPLOAD_HEADER_BYTES = 1 << 20
 NO_VERSION = "none"
-PREVIOUS_FOLDER = "previous"
 GRID_TOLERANCE_MM = 1e-3
+MAX_RATER_CHARACTERS = 200
 
 
 class UploadRefused(RootletsError):
@@ -69,14 +69,18 @@ def upload_limit_bytes(shape) -> int:
 
 
 def _gunzip(data: bytes, limit: int) -> bytes:
-    """Decompress at most `limit` bytes: a small gzip bomb must not fill the memory."""
+    """Decompress at most `limit` bytes (a small gzip bomb must not fill the memory), and only a whole stream whose
+    CRC and length check out: a cut or damaged file must not pass for a correction."""
     decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
         raw = decompressor.decompress(data, limit + 1)
     except zlib.error:
-        raise UploadRefused("The upload is not a NIfTI image: its gzip data is corrupt.") from None
+        raise UploadRefused("The upload is not a NIfTI image: its gzip data is corrupt (checksum or format).") from None
     if len(raw) > limit or decompressor.unconsumed_tail:
         raise UploadRefused(f"The upload is too large once decompressed (more than {limit} bytes).", 413)
+    if not decompressor.eof or decompressor.unused_data:
+        raise UploadRefused("The upload is not a NIfTI image: its gzip data is cut short or followed by other "
+                            "data.")
     return raw
 
 
@@ -100,6 +104,9 @@ def check_labels(upload: nib.Nifti1Image, reference: nib.Nifti1Image, allowed=LA
     if len(shape) < 3 or shape[:3] != reference.shape[:3] or any(n != 1 for n in shape[3:]):
         raise UploadRefused(f"The upload is not on the image's grid: shape {tuple(shape)}, the image's is "
                             f"{tuple(reference.shape[:3])}.", 422)
+    if upload.get_data_dtype().kind not in "buif":  # complex, RGB: a label map holds plain real numbers
+        raise UploadRefused(f"The upload stores {upload.get_data_dtype()} voxels; a label map holds integer or "
+                            f"real numbers.", 422)
     if not np.allclose(upload.affine, reference.affine, atol=GRID_TOLERANCE_MM):
         raise UploadRefused("The upload is not on the image's grid: its voxel-to-world affine differs from the "
                             "image's.", 422)
@@ -143,8 +150,8 @@ def keep_previous_version(item: ReviewItem, folders: ReviewFolders, when: dateti
                           image_bytes: bytes = None) -> Path:
     """Copy the correction and its sidecar to `OUT/review/previous/<time>/...` (`image_bytes`: the image's
     content to keep instead of the file's)."""
-    folder = (folders.review / PREVIOUS_FOLDER / when.strftime("%Y-%m-%dT%H%M%S.%f")
-              / item.image.relative_folder)
+    folder = folders.previous(when) / item.image.relative_folder
+    folders.writable(folder / item.correction.name)
     folder.mkdir(parents=True, exist_ok=True)
     for path in (item.correction, item.correction_sidecar):
         if path == item.correction and image_bytes is not None:
@@ -154,12 +161,14 @@ def keep_previous_version(item: ReviewItem, folders: ReviewFolders, when: dateti
     return folder
 
 
-def check_rater(rater: str) -> str:
-    rater = " ".join(str(rater or "").split())
-    if not rater:
+def clean_rater(rater, *, required: bool) -> str:
+    """The rater's name as every record keeps it (saves, marks, desktop viewers): whitespace runs made one space,
+    no control characters, at most MAX_RATER_CHARACTERS; `required` refuses an empty name."""
+    rater = " ".join("".join(ch for ch in str(rater or "") if ch.isprintable() or ch.isspace()).split())
+    if required and not rater:
         raise UploadRefused("Give your name as the rater (the page's Rater field, or -rater) before saving.")
-    if len(rater) > 200:
-        raise UploadRefused("The rater's name is too long (200 characters at most).")
+    if len(rater) > MAX_RATER_CHARACTERS:
+        raise UploadRefused(f"The rater's name is too long ({MAX_RATER_CHARACTERS} characters at most).")
     return rater
 
 
@@ -178,13 +187,21 @@ class CorrectionWriter:
         except InputImageError as exc:
             raise UploadRefused(f"Cannot read the image to correct: {exc}", 500) from None
 
+    def _writable(self, path: Path) -> Path:
+        try:
+            return self.folders.writable(path)
+        except RootletsError as exc:
+            raise UploadRefused(str(exc), 403) from None
+
     def limit(self, item: ReviewItem) -> int:
         return upload_limit_bytes(nib.load(item.image.path).shape)
 
     def save(self, item: ReviewItem, data: bytes, *, base_version: str, rater: str,
              keep_previous: bool = True) -> SaveResult:
         """Check and write one correction; `keep_previous=False` when the caller kept the version replaced."""
-        rater = check_rater(rater)
+        rater = clean_rater(rater, required=True)
+        for path in (item.correction, item.correction_sidecar):
+            self._writable(path)
         reference = self.reference(item)
         labels = check_labels(parse_upload(data, upload_limit_bytes(reference.shape)), reference, self.allowed)
         with self._lock:

@@ -4,13 +4,18 @@ Security (the server runs on shared machines, often reached through SSH port for
 - it listens on 127.0.0.1 only, and answers only requests whose Host is 127.0.0.1, localhost or [::1] (a web page
   elsewhere cannot rebind a name of its own to it);
 - every request carries the session's token (`secrets.token_urlsafe`): the page is opened with `?token=`, which
-  also sets a same-site, HttpOnly cookie for the files the viewer loads; writes (POST) need the token in the
-  `X-Review-Token` header, which another site's page cannot set. No token: 401; a wrong one: 403;
+  also sets a same-site, HttpOnly cookie for the files the viewer loads. Cookies ignore ports, so the cookie is
+  named for this session only (a second session on another port sets its own and both tabs keep working) and holds
+  not the token but a read-only key of this session (what another service on 127.0.0.1 receives cannot write);
+  writes (POST) need the token in the `X-Review-Token` header, which another site's page cannot set. No token: 401;
+  a wrong one: 403. The token never appears in the logs;
 - files are served only from the dataset, the predictions and the output folder (`/files/data|pred|out/<path>`,
   NIfTI and JSON only): every requested path is percent-decoded once, resolved with symlinks followed, and refused
   unless it lies inside the resolved folder;
 - corrections are written only to their place in the output folder (derived from the image, never from the
-  request), after the checks of `saving`.
+  request), after the checks of `saving`, and never through a symlink leading out of it;
+- it holds under abuse (`connections`): idle and slow connections time out, a fixed number of threads answer, every
+  malformed request gets a 4xx answer and no traceback.
 """
 
 import errno
@@ -18,11 +23,11 @@ import hashlib
 import json
 import logging
 import mimetypes
+import re
 import secrets
 import threading
 import urllib.parse
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 from typing import Callable, Optional
@@ -31,18 +36,24 @@ from sct_rootlets import __version__
 from sct_rootlets.anatomy.levels import spinal_level_name
 from sct_rootlets.errors import RootletsError
 from sct_rootlets.qc.pictures import level_colour  # SCT's rootlets colours, cycled from C2
+from sct_rootlets.review.connections import BoundedHTTPServer, BoundedRequestHandler
 from sct_rootlets.review.items import ReviewFolders, ReviewItem, find_items
 from sct_rootlets.review.lists import Marks, read_qc_fail_yml
-from sct_rootlets.review.saving import LABEL_VALUES, CorrectionWriter, UploadRefused, file_version
+from sct_rootlets.review.saving import LABEL_VALUES, CorrectionWriter, UploadRefused, clean_rater, file_version
 
 logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
-COOKIE = "sct_rootlets_review"
+COOKIE_PREFIX = "sct_rootlets_review_"
 TOKEN_HEADER = "X-Review-Token"
 SERVED_SUFFIXES = (".nii", ".nii.gz", ".json")
 MAX_FORM_BYTES = 64 * 1024
+#: A request target longer than this is refused (414) before it reaches the file system.
+MAX_PATH_CHARACTERS = 4096
+_DIGITS = re.compile(r"[0-9]{1,15}")
+_ITEM_PATH = re.compile(r"/api/items/([0-9]{1,9})/([a-z]+)")
+_TOKEN_IN_QUERY = re.compile(r"(token=)[^&\s]*")
 #: A too large upload up to this size is read and dropped before the refusal is sent; a larger one is cut off.
 DRAIN_BYTES = 1 << 30
 ALLOWED_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
@@ -62,9 +73,17 @@ def inside(folder: Path, relative: str) -> Optional[Path]:
     root = folder.resolve()
     try:
         candidate = (root / relative.lstrip("/")).resolve()
-    except (OSError, RuntimeError):  # a symlink loop
+    except (OSError, RuntimeError):  # a symlink loop, a name too long
         return None
     return candidate if candidate == root or candidate.is_relative_to(root) else None
+
+
+def _is_file(path: Path) -> bool:
+    """Path.is_file, with a name the file system refuses (too long, say) taken as no file."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def _host_name(host: str) -> str:
@@ -83,8 +102,11 @@ class ReviewSession:
         self.items = list(items)
         self.rater = rater or ""
         self.token = token or secrets.token_urlsafe(32)
+        #: What the cookie holds: a key that lets this session's files and lists be read, never written.
+        self.read_key = secrets.token_urlsafe(32)
+        self.cookie_name = COOKIE_PREFIX + secrets.token_hex(6)
         self.allowed = tuple(allowed)
-        self.marks = Marks(folders.review)
+        self.marks = Marks(folders)
         self.writer = CorrectionWriter(folders, self.allowed)
         self.saved = 0
 
@@ -123,14 +145,18 @@ class ReviewSession:
             return item.prediction.read_bytes(), file_version(item.correction), "prediction"
 
 
-class ReviewServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = False
+    def redact(self, text: str) -> str:
+        """`text` without the token nor the read key: what may go to a log."""
+        text = _TOKEN_IN_QUERY.sub(r"\1<hidden>", text)
+        return text.replace(self.token, "<token>").replace(self.read_key, "<key>")
 
-    def __init__(self, session: ReviewSession, port: int = DEFAULT_PORT):
+
+class ReviewServer(BoundedHTTPServer):
+    def __init__(self, session: ReviewSession, port: int = DEFAULT_PORT, **limits):
+        """`limits`: BoundedHTTPServer's timeouts and sizes, to change its defaults."""
         self.session = session
         try:
-            super().__init__((HOST, port), _Handler)
+            super().__init__((HOST, port), _Handler, **limits)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise RootletsError(f"Port {port} is in use; choose another with -port N, or -port 0 for a free "
@@ -162,12 +188,12 @@ class ReviewServer(ThreadingHTTPServer):
         self.stop()
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(BoundedRequestHandler):
     server_version = f"sct_rootlets_review/{__version__}"
     server: ReviewServer
 
     def log_message(self, format, *args):  # noqa: A002 (the base class's name)
-        logger.debug("%s %s", self.address_string(), format % args)
+        logger.debug("%s %s", self.address_string(), self.server.session.redact(format % args))
 
     # --- responses ---------------------------------------------------------------------------------------
 
@@ -194,15 +220,17 @@ class _Handler(BaseHTTPRequestHandler):
     # --- the token -----------------------------------------------------------------------------------------
 
     def _token_given(self, query: dict, for_write: bool) -> Optional[str]:
+        """The token sent (header; for reads also `?token=`), or for reads this session's cookie's read key."""
         header = self.headers.get(TOKEN_HEADER)
         if header is not None or for_write:
             return header
         if "token" in query:
             return query["token"][0]
+        session = self.server.session
         for part in (self.headers.get("Cookie") or "").split(";"):
             name, _, value = part.strip().partition("=")
-            if name == COOKIE:
-                return value
+            if name == session.cookie_name:
+                return session.token if _same(value, session.read_key) else value
         return None
 
     def _authorised(self, query: dict, for_write: bool = False) -> bool:
@@ -215,7 +243,7 @@ class _Handler(BaseHTTPRequestHandler):
                                                  "access token." if not for_write else
                         f"Writes need the session's token in the {TOKEN_HEADER} header.")
             return False
-        if not secrets.compare_digest(given.encode("utf-8", "replace"), self.server.session.token.encode("utf-8")):
+        if not _same(given, self.server.session.token):
             self._error(HTTPStatus.FORBIDDEN, "Wrong access token: open the address that sct_rootlets_review "
                                               "printed for this session.")
             return False
@@ -227,114 +255,140 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urllib.parse.urlsplit(self.path)
         return parts.path, urllib.parse.parse_qs(parts.query)
 
+    def _answer(self, respond: Callable[[], None]) -> None:
+        """Run `respond`, turning what a request can cause into an HTTP answer: a refused or impossible request is a
+        4xx with one sentence, a file-system failure a 500; a broken connection goes up to close it quietly."""
+        try:
+            if len(self.path) > MAX_PATH_CHARACTERS:
+                return self._error(HTTPStatus.REQUEST_URI_TOO_LONG, f"The address is too long (more than "
+                                                                    f"{MAX_PATH_CHARACTERS} characters).")
+            respond()
+        except UploadRefused as exc:
+            self._error(exc.status, str(exc))
+        except RootletsError as exc:
+            self._error(HTTPStatus.BAD_REQUEST, str(exc))
+        except (ConnectionError, TimeoutError):
+            raise
+        except OSError as exc:
+            logger.error("Cannot answer %s: %s", self.server.session.redact(self.path), exc)
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"The server could not read or write a file: "
+                                                          f"{exc.strerror or exc}.")
+
     def do_HEAD(self):
         self.do_GET()
 
     def do_GET(self):
+        self._answer(self._get)
+
+    def do_POST(self):
+        self._answer(self._post)
+
+    def _get(self) -> None:
         path, query = self._route()
         if not self._authorised(query):
             return
         session = self.server.session
-        try:
-            if path in ("/", "/index.html"):
-                return self._page(query)
-            if path.startswith("/static/"):
-                return self._file(static_folder(), path[len("/static/"):], static=True)
-            if path.startswith("/files/"):
-                root_name, _, rest = path[len("/files/"):].partition("/")
-                root = session.folders.roots().get(root_name)
-                if root is None:
-                    return self._error(HTTPStatus.NOT_FOUND, f"No folder {root_name!r}: use data, pred or out.")
-                return self._file(root, rest)
-            if path == "/api/session":
-                return self._json(HTTPStatus.OK, session.summary())
-            if path == "/api/qc_fail.yml":
-                return self._send(HTTPStatus.OK, session.marks.qc_fail_text().encode("utf-8"),
-                                  "text/yaml; charset=utf-8",
-                                  {"Content-Disposition": 'attachment; filename="qc_fail.yml"'})
-            item, action = self._item(path)
-            if item is not None and action == "labels":
-                data, version, source = session.labels(item)
-                return self._send(HTTPStatus.OK, data, "application/octet-stream",
-                                  {"X-Review-Version": version, "X-Review-Source": source})
-            return self._error(HTTPStatus.NOT_FOUND, "Not found.")
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        if path in ("/", "/index.html"):
+            return self._page()
+        if path.startswith("/static/"):
+            return self._file(static_folder(), path[len("/static/"):], static=True)
+        if path.startswith("/files/"):
+            root_name, _, rest = path[len("/files/"):].partition("/")
+            root = session.folders.roots().get(root_name)
+            if root is None:
+                return self._error(HTTPStatus.NOT_FOUND, f"No folder {root_name!r}: use data, pred or out.")
+            return self._file(root, rest)
+        if path == "/api/session":
+            return self._json(HTTPStatus.OK, session.summary())
+        if path == "/api/qc_fail.yml":
+            return self._send(HTTPStatus.OK, session.marks.qc_fail_text().encode("utf-8"),
+                              "text/yaml; charset=utf-8",
+                              {"Content-Disposition": 'attachment; filename="qc_fail.yml"'})
+        index, action = self._item(path)
+        if index is not None and action == "labels":
+            data, version, source = session.labels(session.items[index])
+            return self._send(HTTPStatus.OK, data, "application/octet-stream",
+                              {"X-Review-Version": version, "X-Review-Source": source})
+        return self._error(HTTPStatus.NOT_FOUND, "Not found.")
 
-    def do_POST(self):
+    def _post(self) -> None:
         path, query = self._route()
         if not self._authorised(query, for_write=True):
             return
-        item, action = self._item(path)
-        if item is None or action not in ("mark", "save"):
+        index, action = self._item(path)
+        if index is None or action not in ("mark", "save"):
             return self._error(HTTPStatus.NOT_FOUND, "Not found.")
-        index = int(path.split("/")[3])
-        limit = self.server.session.writer.limit(item) if action == "save" else MAX_FORM_BYTES
-        body = self._body(limit)
+        session = self.server.session
+        item = session.items[index]
+        body = self._body(session.writer.limit(item) if action == "save" else MAX_FORM_BYTES)
         if body is None:
             return
-        session = self.server.session
-        try:
-            if action == "mark":
-                try:
-                    form = json.loads(body.decode("utf-8"))
-                    mark = str(form.get("mark", ""))
-                except (ValueError, AttributeError):
-                    return self._error(HTTPStatus.BAD_REQUEST, 'Send {"mark": "pass" | "fail" | "artifact" | ""}.')
-                session.marks.set(item.name, mark, str(form.get("rater") or session.rater))
-                return self._json(HTTPStatus.OK, session.describe(index))
-            result = session.writer.save(item, body, base_version=query.get("base", [""])[0],
-                                         rater=query.get("rater", [session.rater])[0])
-            session.saved += 1
-            logger.info("Saved %s (%d voxels changed)", result.path, result.voxels_changed)
-            return self._json(HTTPStatus.OK, {**session.describe(index), "version": result.version,
-                                              "path": str(result.path), "voxels_changed": result.voxels_changed,
-                                              "previous": str(result.previous) if result.previous else None})
-        except UploadRefused as exc:
-            return self._error(exc.status, str(exc))
-        except RootletsError as exc:
-            return self._error(HTTPStatus.BAD_REQUEST, str(exc))
+        if action == "mark":
+            mark, rater = _mark_form(body)
+            session.marks.set(item.name, mark, clean_rater(rater or session.rater, required=False))
+            return self._json(HTTPStatus.OK, session.describe(index))
+        result = session.writer.save(item, body, base_version=query.get("base", [""])[0],
+                                     rater=query.get("rater", [session.rater])[0])
+        session.saved += 1
+        logger.info("Saved %s (%d voxels changed)", result.path, result.voxels_changed)
+        return self._json(HTTPStatus.OK, {**session.describe(index), "version": result.version,
+                                          "path": str(result.path), "voxels_changed": result.voxels_changed,
+                                          "previous": str(result.previous) if result.previous else None})
 
     def _body(self, limit: int) -> Optional[bytes]:
         length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
+        if length is None or not _DIGITS.fullmatch(length.strip()):
             self.close_connection = True
-            self._error(HTTPStatus.LENGTH_REQUIRED, "The request needs a Content-Length.")
+            if length is None:
+                self._error(HTTPStatus.LENGTH_REQUIRED, "The request needs a Content-Length.")
+            else:
+                self._error(HTTPStatus.BAD_REQUEST, "The request's Content-Length is not a number of bytes.")
             return None
-        if int(length) > limit:
+        length = int(length.strip())
+        if length > limit:
             self.close_connection = True
-            if int(length) <= DRAIN_BYTES:  # read and dropped (never kept), so that the client gets the answer
-                remaining = int(length)
-                while remaining > 0:
-                    chunk = self.rfile.read(min(remaining, 1 << 20))
-                    if not chunk:
-                        break
-                    remaining -= len(chunk)
+            if length <= DRAIN_BYTES:  # read and dropped (never kept), so that the client gets the answer
+                self._drain(length)
             self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                         f"The upload is too large ({length} bytes; at most {limit} for this image).")
             return None
-        return self.rfile.read(int(length))
+        body = self.rfile.read(length)
+        if len(body) < length:
+            self.close_connection = True
+            self._error(HTTPStatus.BAD_REQUEST, f"The request ended after {len(body)} of {length} bytes.")
+            return None
+        return body
+
+    def _drain(self, length: int) -> None:
+        while length > 0:
+            chunk = self.rfile.read(min(length, 1 << 20))
+            if not chunk:
+                return
+            length -= len(chunk)
 
     def _item(self, path: str) -> tuple:
-        parts = path.split("/")
-        if len(parts) == 5 and parts[1] == "api" and parts[2] == "items" and parts[3].isdigit():
-            index = int(parts[3])
-            if index < len(self.server.session.items):
-                return self.server.session.items[index], parts[4]
+        """(index, action) of `/api/items/<index>/<action>` for an existing item; else (None, None)."""
+        match = _ITEM_PATH.fullmatch(path)
+        if match and int(match[1]) < len(self.server.session.items):
+            return int(match[1]), match[2]
         return None, None
 
-    def _page(self, query: dict) -> None:
+    def _page(self) -> None:
+        session = self.server.session
         html = (static_folder() / "index.html").read_text(encoding="utf-8")
-        html = html.replace("{{TOKEN}}", self.server.session.token)
-        cookie = f"{COOKIE}={self.server.session.token}; Path=/; HttpOnly; SameSite=Strict"
+        html = html.replace("{{TOKEN}}", session.token)
+        cookie = f"{session.cookie_name}={session.read_key}; Path=/; HttpOnly; SameSite=Strict"
         self._send(HTTPStatus.OK, html.encode("utf-8"), "text/html; charset=utf-8", {"Set-Cookie": cookie})
 
     def _file(self, root: Path, raw_relative: str, static: bool = False) -> None:
-        relative = urllib.parse.unquote(raw_relative, errors="strict") if raw_relative else ""
+        try:
+            relative = urllib.parse.unquote(raw_relative, errors="strict") if raw_relative else ""
+        except UnicodeDecodeError:
+            return self._error(HTTPStatus.BAD_REQUEST, "The file path is not UTF-8 once percent-decoded.")
         target = inside(root, relative)
         if target is None:
             return self._error(HTTPStatus.FORBIDDEN, "Refused: that path lies outside the folders of this review.")
-        if not target.is_file():
+        if not _is_file(target):
             return self._error(HTTPStatus.NOT_FOUND, "No such file.")
         if not static and not target.name.endswith(SERVED_SUFFIXES):
             return self._error(HTTPStatus.FORBIDDEN, "Only NIfTI images and JSON sidecars are served.")
@@ -345,6 +399,23 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(HTTPStatus.OK, target.read_bytes(), content_type)
 
 
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison of a secret sent with the expected one."""
+    return secrets.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))
+
+
+def _mark_form(body: bytes) -> tuple:
+    """(mark, rater) of a mark's JSON body `{"mark": ..., "rater": ...}`, or RootletsError in one sentence."""
+    try:
+        form = json.loads(body.decode("utf-8"))
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deep
+        form = None
+    if not isinstance(form, dict) or not isinstance(form.get("mark", ""), str) \
+            or not isinstance(form.get("rater") or "", str):
+        raise RootletsError('Send {"mark": "pass" | "fail" | "artifact" | "", "rater": "<name>"}.')
+    return form.get("mark", ""), form.get("rater") or ""
+
+
 def open_session(*, path_data, path_pred, path_out=None, include: Optional[str] = None,
                  qc_fail: Optional[str] = None, rater: str = "", token: Optional[str] = None) -> tuple:
     """(ReviewSession, left_out): the images to review and those left out, with reasons."""
@@ -353,6 +424,10 @@ def open_session(*, path_data, path_pred, path_out=None, include: Optional[str] 
     folders = ReviewFolders.of(path_data, path_pred, path_out)
     listed = read_qc_fail_yml(qc_fail) if qc_fail else None
     items, left_out = find_items(folders, include=include, listed=listed)
+    if not items and listed is not None:
+        raise RootletsError(f"No image to review: none of the {len(listed)} image(s) listed in {qc_fail} is a T2w "
+                            f"image of {folders.data} with a prediction in {folders.pred_labels} or a correction in "
+                            f"{folders.out}.")
     if not items:
         where = folders.pred_labels
         raise RootletsError(f"No image to review: no prediction found in {where} for the selected images of "

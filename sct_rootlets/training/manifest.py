@@ -4,12 +4,16 @@ A manifest is a TSV with the columns `subject, session, image, label, split, rat
 relative to the BIDS dataset; `split` is train or test; rows with include = no/false/0 are kept for the record but
 not used. It is versioned with the dataset, so a model can always be traced to the exact pairs it saw. The rater of
 a label is read from its JSON sidecar: the `Author` of the last `{"Name": "Manual", ...}` entry of `GeneratedBy`
-(as sct_rootlets_review and manual_correction.py write it).
+(as sct_rootlets_review and manual_correction.py write it). A label without a single labelled voxel is left out
+(with one warning): every scan has rootlets (and a cord), and an empty mask is what manual_correction.py creates
+when it finds no label to correct, not a correction.
 """
 
 import json
+import logging
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 
@@ -19,6 +23,10 @@ from sct_rootlets.errors import RootletsError
 COLUMNS = ["subject", "session", "image", "label", "split", "rater", "include", "note"]
 SPLITS = ("train", "test")
 _FALSE = {"no", "false", "0", "n"}
+#: How many left-out labels the warning names.
+NAMED_IN_WARNING = 5
+
+logger = logging.getLogger(__name__)
 
 
 class DatasetError(RootletsError):
@@ -51,20 +59,39 @@ def label_rater(label: Path) -> str:
     return str(manual[-1].get("Author") or "") if manual else ""
 
 
+def is_empty_label(label: Path) -> bool:
+    """Whether a label map holds no labelled voxel (an unreadable one is not called empty: `build` reports it)."""
+    try:
+        return not np.any(np.asanyarray(nib.load(label).dataobj))
+    except Exception:  # nibabel raises many kinds for a broken file
+        return False
+
+
+def _warn_empty(empty: list, dataset: Path) -> None:
+    named = ", ".join(label.relative_to(dataset).as_posix() for label in empty[:NAMED_IN_WARNING])
+    more = f" and {len(empty) - NAMED_IN_WARNING} more" if len(empty) > NAMED_IN_WARNING else ""
+    logger.warning("Left out %d empty label(s), with no labelled voxel (every scan has rootlets; "
+                   "-keep-empty-labels keeps them): %s%s.", len(empty), named, more)
+
+
 def manifest_from_bids(dataset: Path, *, label_suffix: str = "_label-rootlets_dseg", test_fraction: float = 0.2,
-                       seed: int = 0, rater: str = "") -> pd.DataFrame:
+                       seed: int = 0, rater: str = "", keep_empty: bool = False) -> pd.DataFrame:
     """A starting manifest: every T2w image with a rootlets label in derivatives/labels, split by subject; the rater
-    of each label from its sidecar, else `rater`."""
+    of each label from its sidecar, else `rater`. Empty labels are left out with one warning unless `keep_empty`."""
     dataset = Path(dataset)
-    rows = []
+    rows, empty = [], []
     for image in bids.discover(dataset)[0]:
         label = dataset / "derivatives" / "labels" / image.relative_folder / f"{image.stem}{label_suffix}.nii.gz"
-        if label.is_file():
+        if label.is_file() and not keep_empty and is_empty_label(label):
+            empty.append(label)
+        elif label.is_file():
             rows.append({"subject": image.subject, "session": image.session or "",
                          "image": image.path.relative_to(dataset).as_posix(),
                          "label": label.relative_to(dataset).as_posix(), "split": "train",
                          "rater": label_rater(label) or rater,
                          "include": "yes", "note": ""})
+    if empty:
+        _warn_empty(empty, dataset)
     table = pd.DataFrame(rows, columns=COLUMNS)
     subjects = sorted(set(table.subject))
     n_test = int(round(test_fraction * len(subjects)))
