@@ -1,9 +1,11 @@
 #!/bin/bash
 #
 # Rootlets for one subject, for sct_run_batch:
-#   sct_run_batch -path-data DS -path-output OUT -script batch/process_rootlets.sh [-script-args "MODEL"] -jobs N
+#   sct_run_batch -path-data DS -path-output OUT -script batch/process_rootlets.sh [-script-args "MODEL [SUFFIX]"] -jobs N
 #
-# $1 = sub-XX or sub-XX/ses-YY (sct_run_batch passes it); $2 (optional) = model name or folder.
+# $1 = sub-XX or sub-XX/ses-YY (sct_run_batch passes it); $2 (optional) = model name or folder, or "default" for the
+# model a run without -model uses; $3 (optional) = the images' BIDS suffix as sct_rootlets_batch -suffix takes it
+# (T2w by default; e.g. UNIT1, T1w, MTS, inv-1_MP2RAGE), the images found by sct_rootlets_batch -list-images.
 # Uses PATH_DATA, PATH_DATA_PROCESSED, PATH_RESULTS, PATH_LOG and PATH_QC as sct_run_batch sets them.
 # A manual cord mask in $PATH_DATA/derivatives/labels is preferred; otherwise sct_rootlets_cord (the cord model
 # bundled with sct_rootlets: SCT is not needed) makes one; spinal levels follow from it. Each job uses
@@ -13,7 +15,8 @@ set -euo pipefail
 set -x
 
 SUBJECT=$1
-MODEL=${2:-}
+MODEL=${2:-default}
+SUFFIX=${3:-T2w}
 THREADS=${SCT_ROOTLETS_THREADS:-1}
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 
@@ -33,11 +36,15 @@ rsync -a --exclude 'derivatives' "$PATH_DATA/$SUBJECT/" "$PATH_DATA_PROCESSED/$S
 cd "$PATH_DATA_PROCESSED/$SUBJECT/anat"
 
 MODEL_ARGS=()
-[[ -n "$MODEL" ]] && MODEL_ARGS=(-model "$MODEL")
+[[ "$MODEL" != default ]] && MODEL_ARGS=(-model "$MODEL")
 
-shopt -s nullglob
-for image in "${FILE_PREFIX}"*_T2w.nii.gz; do
-  stem=${image%.nii.gz}
+# This subject's images of that suffix, as the batch command finds them (none: nothing to do).
+listing=$(sct_rootlets_batch -path-data "$PATH_DATA" -suffix "$SUFFIX" -include "$SUBJECT" -list-images)
+mapfile -t images < <(printf '%s' "$listing")
+for relative in "${images[@]}"; do
+  image=$(basename "$relative")
+  stem=${image%.gz}
+  stem=${stem%.nii}
   manual_cord="$PATH_DATA/derivatives/labels/$SUBJECT/anat/${stem}_label-SC_seg.nii.gz"
   CORD_ARGS=()
   if [[ -f "$manual_cord" ]]; then

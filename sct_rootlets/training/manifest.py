@@ -51,13 +51,13 @@ def label_rater(label: Path) -> str:
     return str(manual[-1].get("Author") or "") if manual else ""
 
 
-def manifest_from_bids(dataset: Path, *, label_suffix: str = "_label-rootlets_dseg", test_fraction: float = 0.2,
-                       seed: int = 0, rater: str = "") -> pd.DataFrame:
-    """A starting manifest: every T2w image with a rootlets label in derivatives/labels, split by subject; the rater
-    of each label from its sidecar, else `rater`."""
+def manifest_from_bids(dataset: Path, *, suffix=bids.DEFAULT_SUFFIX, label_suffix: str = "_label-rootlets_dseg",
+                       test_fraction: float = 0.2, seed: int = 0, rater: str = "") -> pd.DataFrame:
+    """A starting manifest: every image that `suffix` selects (see `bids.ImageSuffix`) with a rootlets label in
+    derivatives/labels, split by subject; the rater of each label from its sidecar, else `rater`."""
     dataset = Path(dataset)
     rows = []
-    for image in bids.discover(dataset)[0]:
+    for image in bids.discover(dataset, suffix)[0]:
         label = dataset / "derivatives" / "labels" / image.relative_folder / f"{image.stem}{label_suffix}.nii.gz"
         if label.is_file():
             rows.append({"subject": image.subject, "session": image.session or "",
