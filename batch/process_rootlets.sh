@@ -1,7 +1,8 @@
 #!/bin/bash
 #
 # Rootlets for one subject, for sct_run_batch:
-#   sct_run_batch -path-data DS -path-output OUT -script batch/process_rootlets.sh [-script-args "MODEL [SUFFIX]"] -jobs N
+#   sct_run_batch -path-data DS -path-output OUT -script batch/process_rootlets.sh -jobs N \
+#                 [-script-args "MODEL [SUFFIX]"]
 #
 # $1 = sub-XX or sub-XX/ses-YY (sct_run_batch passes it); $2 (optional) = model name or folder, or "default" for the
 # model a run without -model uses; $3 (optional) = the images' BIDS suffix as sct_rootlets_batch -suffix takes it

@@ -144,7 +144,7 @@ def test_manifest_build_and_augment_take_the_images_of_one_suffix(tmp_path, root
     source = _bids(tmp_path / "src", suffixes=("T2w", "UNIT1", "inv-1_MP2RAGE", "inv-2_MP2RAGE"))
 
     def dataset(suffix: str, dataset_id: str) -> tuple:
-        """(manifest rows, dataset.json) of manifest -suffix SUFFIX then build."""
+        """(manifest rows, dataset.json, training images) of manifest -suffix SUFFIX then build."""
         manifest = tmp_path / f"{dataset_id}.tsv"
         made = run_cli("manifest", "-path-data", source, "-suffix", suffix, "-o", manifest, "-test-fraction", "0",
                        "-label-suffix", "_label-SC_seg", env_home=rootlets_home, command="sct_rootlets_dataset")
@@ -155,7 +155,8 @@ def test_manifest_build_and_augment_take_the_images_of_one_suffix(tmp_path, root
         assert built.returncode == 0, built.stderr
         folder = next((tmp_path / "raw").glob(f"Dataset{dataset_id}_*"))
         return (pd.read_csv(manifest, sep="\t")[["image", "label"]].values.tolist(),
-                json.loads((folder / "dataset.json").read_text()), sorted(p.name for p in (folder / "imagesTr").iterdir()))
+                json.loads((folder / "dataset.json").read_text()),
+                sorted(p.name for p in (folder / "imagesTr").iterdir()))
 
     rows, dataset_json, cases = dataset("UNIT1", "801")
     assert rows == [[f"{s}/anat/{s}_UNIT1.nii.gz", f"derivatives/labels/{s}/anat/{s}_UNIT1_label-SC_seg.nii.gz"]

@@ -271,6 +271,9 @@ def test_a_suffix_selects_whole_bids_suffixes_and_the_entities_it_names(tmp_path
     assert _names(bids.discover(dataset)[0]) == ["sub-01_T2w"], "T2w by default"
     assert bids.discover(dataset, "T1")[0] == [], "a suffix is a whole part of the name, not the end of UNIT1"
     assert bids.discover(dataset, "ses-01_UNIT1")[0][0].key == "sub-02/ses-01"
+    assert bids.discover(dataset, "inv-02_MP2RAGE")[0] == bids.discover(dataset, "inv-2_MP2RAGE")[0], "an index"
+    (dataset / "sub-01/anat/UNIT1.nii.gz").write_bytes(b"")
+    assert "UNIT1.nii.gz" not in [i.path.name for i in bids.discover(dataset, "UNIT1")[0]], "not a BIDS name"
     # the contrasts as model cards name them: MP2RAGE's inversions as RootletSeg's card does
     assert [i.contrast for i in bids.discover(dataset, "MP2RAGE")[0]] == ["T1w-INV1", "T1w-INV2", "T1w-INV1"]
     assert [i.contrast for i in unit1] == ["UNIT1", "UNIT1"]
@@ -363,7 +366,8 @@ def test_batch_on_unit1_images_and_a_model_that_lists_them(tiny_model_root, tmp_
     assert (tmp_path / "inv2/derivatives/labels/sub-01/anat/sub-01_inv-2_MP2RAGE_label-rootlets_dseg.nii.gz").is_file()
     listed = run_cli("-path-data", mp2rage, "-suffix", "MP2RAGE", "-include", "sub-02/ses-01", "-list-images",
                      env_home=rootlets_home, command="sct_rootlets_batch")
-    assert listed.returncode == 0 and listed.stdout == "sub-02/ses-01/anat/sub-02_ses-01_inv-1_part-mag_MP2RAGE.nii.gz\n"
+    assert listed.returncode == 0
+    assert listed.stdout == "sub-02/ses-01/anat/sub-02_ses-01_inv-1_part-mag_MP2RAGE.nii.gz\n", "the list only"
     none = run_cli(*common, "-path-output", tmp_path / "none", "-suffix", "T1w", env_home=rootlets_home,
                    command="sct_rootlets_batch")
     assert none.returncode == 1 and none.stderr.strip().splitlines()[-1] == (

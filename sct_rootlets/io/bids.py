@@ -39,6 +39,12 @@ def name_parts(stem: str) -> tuple:
     return found, (parts[-1] if "-" not in parts[-1] else None)
 
 
+def _same_value(found: Optional[str], wanted: str) -> bool:
+    if found is not None and found.isdigit() and wanted.isdigit():
+        return int(found) == int(wanted)
+    return found == wanted
+
+
 @dataclass(frozen=True)
 class ImageSuffix:
     """Which images of a dataset to process: a BIDS suffix, and entities their names must hold as well."""
@@ -55,8 +61,11 @@ class ImageSuffix:
         return cls(suffix, tuple(found.items()))
 
     def matches(self, stem: str) -> bool:
+        """Whether a BIDS image name (one with a sub- entity) has this suffix and these entities (an index: inv-1
+        equals inv-01)."""
         found, suffix = name_parts(stem)
-        return suffix == self.suffix and all(found.get(key) == value for key, value in self.entities)
+        return (suffix == self.suffix and "sub" in found
+                and all(_same_value(found.get(key), value) for key, value in self.entities))
 
     def __str__(self) -> str:
         return "_".join([*(f"{key}-{value}" for key, value in self.entities), self.suffix])
