@@ -376,6 +376,11 @@ def test_batch_on_unit1_images_and_a_model_that_lists_them(tiny_model_root, tmp_
     bad = run_cli(*common, "-path-output", tmp_path / "bad", "-suffix", "_UNIT1", env_home=rootlets_home,
                   command="sct_rootlets_batch")
     assert bad.returncode == 2 and "argument -suffix: '_UNIT1' is not a BIDS suffix" in bad.stderr
+    config = tmp_path / "config.yml"
+    config.write_text("suffix: 1.5\n")  # a YAML number, checked as the command line's text is
+    from_yaml = run_cli(*common, "-path-output", tmp_path / "bad", "-config", config, env_home=rootlets_home,
+                        command="sct_rootlets_batch")
+    assert from_yaml.returncode == 2 and "argument -suffix: '1.5' is not a BIDS suffix" in from_yaml.stderr
     assert not (tmp_path / "none").exists() and not (tmp_path / "bad").exists(), "nothing written"
 
 

@@ -67,7 +67,11 @@ def _apply_config(parser: argparse.ArgumentParser, argv) -> None:
     unknown = sorted(set(config) - destinations)
     if not isinstance(config, dict) or unknown:
         raise RootletsError(f"Unknown option(s) in {known.config}: {', '.join(map(str, unknown))}.")
-    parser.set_defaults(**config)
+    # A YAML number is checked by its option as the command line's text would be (argparse converts text defaults
+    # only): `suffix: 1.5` or `step_size: 0` is refused as on the command line, not taken as it is.
+    checked = {action.dest for action in parser._actions if action.type is not None and action.nargs is None}
+    parser.set_defaults(**{key: str(value) if key in checked and isinstance(value, (int, float)) else value
+                           for key, value in config.items()})
 
 
 def _chosen_images(args, dataset: Path) -> list:
