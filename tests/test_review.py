@@ -319,6 +319,26 @@ def test_review_takes_the_images_of_the_chosen_suffix(tmp_path, rootlets_home):
     assert bad.returncode == 2 and "argument -suffix: 'UNIT1.nii.gz' is not a BIDS suffix" in bad.stderr
 
 
+def test_predict_to_bids_then_review_one_contrast(tmp_path, tiny_model_root, rootlets_home):
+    """predict-to-bids -suffix UNIT1 writes _desc-auto labels for the UNIT1 images only (one warning: the tiny model
+    is a T2w model, tests/tiny_model.py), and the review of that suffix opens them."""
+    data = make_review_data(tmp_path, suffix="UNIT1")
+    t2w = data["data"] / "sub-01/anat/sub-01_T2w.nii.gz"
+    t2w.write_bytes(data["images"]["sub-01"].read_bytes())
+    result = run_cli("predict-to-bids", "-path-data", data["data"], "-suffix", "UNIT1", "-model", tiny_model_root,
+                     "-device", "cpu", "-v", "0", env_home=rootlets_home, command="sct_rootlets_dataset")
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("Warning")] == [
+        "Warning: model model-spinal-rootlets-tiny-r20990101 lists the contrast(s) T2w, not UNIT1: its results on "
+        "these images are unchecked."]
+    labels = data["data"] / "derivatives/labels"
+    expected = [labels / f"{image.relative_to(data['data']).as_posix()[:-len('.nii.gz')]}"
+                         f"_label-rootlets_desc-auto_dseg.nii.gz" for image in data["images"].values()]
+    assert sorted(labels.rglob("*_dseg.nii.gz")) == sorted(expected), "UNIT1 images only"
+    session, _ = open_session(path_data=data["data"], path_pred=data["data"] / "derivatives", suffix="UNIT1")
+    assert [item.prediction for item in session.items] == expected
+
+
 # --- -viewer ----------------------------------------------------------------------------------------------------
 
 def test_viewer_opens_each_image_and_records_the_rater(tmp_path):
