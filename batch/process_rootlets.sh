@@ -1,21 +1,25 @@
 #!/bin/bash
 #
 # Rootlets for one subject, for sct_run_batch:
-#   sct_run_batch -path-data DS -path-output OUT -script batch/process_rootlets.sh [-script-args "MODEL [CORD]"] -jobs N
+#   sct_run_batch -path-data DS -path-output OUT -script batch/process_rootlets.sh -jobs N \
+#                 [-script-args "MODEL [SUFFIX [CORD_MODEL]]"]
 #
-# $1 = sub-XX or sub-XX/ses-YY (sct_run_batch passes it); $2 (optional) = model name or folder ("" for the default);
-# $3 (optional) = cord model for sct_rootlets_cord -cord-model (e.g. sct-contrast-agnostic; default: the bundled one).
+# $1 = sub-XX or sub-XX/ses-YY (sct_run_batch passes it); $2 (optional) = model name or folder, or "default" for the
+# model a run without -model uses; $3 (optional) = the images' BIDS suffix as sct_rootlets_batch -suffix takes it
+# (T2w by default; e.g. UNIT1, T1w, MTS, inv-1_MP2RAGE), the images found by sct_rootlets_batch -list-images;
+# $4 (optional) = cord model for sct_rootlets_cord -cord-model (e.g. sct-contrast-agnostic; default: the bundled one).
 # Uses PATH_DATA, PATH_DATA_PROCESSED, PATH_RESULTS, PATH_LOG and PATH_QC as sct_run_batch sets them.
 # A manual cord mask in $PATH_DATA/derivatives/labels is preferred; otherwise sct_rootlets_cord (the cord model
-# bundled with sct_rootlets, SCT not needed, or the one $3 names) makes one; spinal levels follow from it. Each job uses
+# bundled with sct_rootlets, SCT not needed, or the one $4 names) makes one; spinal levels follow from it. Each job uses
 # SCT_ROOTLETS_THREADS threads (default 1), so -jobs N never oversubscribes the CPUs.
 
 set -euo pipefail
 set -x
 
 SUBJECT=$1
-MODEL=${2:-}
-CORD_MODEL=${3:-bundled}
+MODEL=${2:-default}
+SUFFIX=${3:-T2w}
+CORD_MODEL=${4:-bundled}
 THREADS=${SCT_ROOTLETS_THREADS:-1}
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 
@@ -35,11 +39,15 @@ rsync -a --exclude 'derivatives' "$PATH_DATA/$SUBJECT/" "$PATH_DATA_PROCESSED/$S
 cd "$PATH_DATA_PROCESSED/$SUBJECT/anat"
 
 MODEL_ARGS=()
-[[ -n "$MODEL" ]] && MODEL_ARGS=(-model "$MODEL")
+[[ "$MODEL" != default && -n "$MODEL" ]] && MODEL_ARGS=(-model "$MODEL")
 
-shopt -s nullglob
-for image in "${FILE_PREFIX}"*_T2w.nii.gz; do
-  stem=${image%.nii.gz}
+# This subject's images of that suffix, as the batch command finds them (none: nothing to do).
+listing=$(sct_rootlets_batch -path-data "$PATH_DATA" -suffix "$SUFFIX" -include "$SUBJECT" -list-images)
+mapfile -t images < <(printf '%s' "$listing")
+for relative in "${images[@]}"; do
+  image=$(basename "$relative")
+  stem=${image%.gz}
+  stem=${stem%.nii}
   manual_cord="$PATH_DATA/derivatives/labels/$SUBJECT/anat/${stem}_label-SC_seg.nii.gz"
   CORD_ARGS=()
   if [[ -f "$manual_cord" ]]; then
@@ -49,8 +57,8 @@ for image in "${FILE_PREFIX}"*_T2w.nii.gz; do
       -threads "$THREADS" "${QC_ARGS[@]}" -overwrite -v 1 2>&1); then
     echo "$cord_log"
     CORD_ARGS=(-s "${stem}_seg.nii.gz")
-  elif [[ "$cord_log" == *"No spinal cord was found"* ]]; then
-    echo "$cord_log" >&2  # no cord found: rootlets without spinal levels
+  elif [[ "$cord_log" == *"No spinal cord was found"* || "$cord_log" == *"is not plausible"* ]]; then
+    echo "$cord_log" >&2  # no cord, or none that can be a cord: the whole image, rootlets without spinal levels
   else
     echo "$cord_log" >&2  # any other failure (e.g. a wrong cord model) fails the job, not silently the levels
     exit 1

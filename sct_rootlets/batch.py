@@ -1,4 +1,5 @@
-"""Whole BIDS datasets: segment every T2w image with the model kept loaded, isolate failures, resume, summarise.
+"""Whole BIDS datasets: segment every image of one contrast with the model kept loaded, isolate failures, resume,
+summarise.
 
 Work runs in one of three ways, with identical results:
 - in this process (jobs=1), reading the next image in a background thread while the network runs;
@@ -24,7 +25,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from sct_rootlets import __version__
-from sct_rootlets.io.bids import BidsImage
+from sct_rootlets.io.bids import BidsImage, warn_unlisted_contrasts
 from sct_rootlets.io.image import check_same_grid, load_input_image, load_label_image
 from sct_rootlets.anatomy.cord import cord_note, cord_status, cord_was_used
 from sct_rootlets.anatomy.levels import spinal_level_name
@@ -305,6 +306,7 @@ def run_batch(images: list, settings: BatchSettings, *, jobs: int = 1, scheduler
     from sct_rootlets.store.resolve import resolve_model
 
     model = resolve_model(settings.model, settings.folds)  # a model problem stops the run before any work
+    warn_unlisted_contrasts(images, model.name, model.contrasts)
     cord_model_sha256 = ""
     if any("cord" not in image.labels for image in images):
         from sct_rootlets.anatomy.cord import cord_model

@@ -165,8 +165,8 @@ def segment_cord(inputs: Sequence, *, output=None, model: Optional[str] = None, 
     written = []
     for plan in plans:
         image = images.pop(plan.input, None) or load_input_image(plan.input)
-        mask = segmenter.segment(image)
-        options = {**segmenter.options(), "input": str(plan.input)}
+        mask, measures = segmenter.segment_checked(image)
+        options = {**segmenter.options(), "input": str(plan.input), "Measures": measures.as_dict()}
         sidecar = sidecar_content(command_line=command_line, model=segmenter.model, options=options)
         write_label_map(plan.image, plan.sidecar, mask, image.nifti, sidecar, overwrite)
         logger.info("Wrote %s", plan.image)

@@ -27,15 +27,16 @@ def ras_labels(shape=SHAPE) -> np.ndarray:
     return labels
 
 
-def make_review_data(root: Path) -> dict:
-    """{'data': DS, 'pred': PRED (batch's OUT/derivatives), 'images': {sub: path}, 'predictions': {sub: path}}."""
+def make_review_data(root: Path, suffix: str = "T2w") -> dict:
+    """{'data': DS, 'pred': PRED (batch's OUT/derivatives), 'images': {sub: path}, 'predictions': {sub: path}}, the
+    images named with this BIDS suffix."""
     data, pred = root / "ds", root / "preds" / "derivatives"
     images, predictions = {}, {}
     for index, (subject, session, axcodes) in enumerate(SUBJECTS, start=1):
         image = ras_image(synthetic_t2w(SHAPE, seed=index))
         labels = nib.Nifti1Image(ras_labels(), image.affine)
         folder = Path(subject, *([session] if session else []), "anat")
-        stem = f"{subject}_{session}_T2w" if session else f"{subject}_T2w"
+        stem = f"{subject}_{session}_{suffix}" if session else f"{subject}_{suffix}"
         (data / folder).mkdir(parents=True)
         images[subject] = data / folder / f"{stem}.nii.gz"
         nib.save(stored_as(image, axcodes, sform_code=2), images[subject])

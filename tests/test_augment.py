@@ -60,14 +60,16 @@ def test_variants_are_reproducible_and_differ_between_draws():
     assert first[0].shape != other[0].shape or not np.allclose(first[0].affine, other[0].affine)
 
 
-def _bids(root):
+def _bids(root, suffixes=("T2w",)):
+    """sub-a and sub-b, an image of each suffix (entities included, e.g. inv-1_MP2RAGE) with its _label-SC_seg."""
     image, label = _scan()
     for subject in ("sub-a", "sub-b"):
         (root / subject / "anat").mkdir(parents=True)
-        nib.save(image, root / subject / "anat" / f"{subject}_T2w.nii.gz")
         labels = root / "derivatives" / "labels" / subject / "anat"
         labels.mkdir(parents=True)
-        nib.save(nib.Nifti1Image(label, image.affine), labels / f"{subject}_T2w_label-SC_seg.nii.gz")
+        for suffix in suffixes:
+            nib.save(image, root / subject / "anat" / f"{subject}_{suffix}.nii.gz")
+            nib.save(nib.Nifti1Image(label, image.affine), labels / f"{subject}_{suffix}_label-SC_seg.nii.gz")
     return root
 
 
@@ -132,3 +134,49 @@ def test_manifest_pairs_other_labels_and_build_writes_the_chosen_folds(tmp_path,
     assert result.returncode == 0, result.stderr
     splits = json.loads((tmp_path / "raw" / "Dataset777_Cord" / "splits_final.json").read_text())
     assert splits == [{"train": ["sub-b_T2w"], "val": ["sub-a_T2w"]}, {"train": ["sub-a_T2w"], "val": ["sub-b_T2w"]}]
+
+
+def test_manifest_build_and_augment_take_the_images_of_one_suffix(tmp_path, rootlets_home):
+    """An MP2RAGE dataset beside T2w images: -suffix picks the contrast, build names nnU-Net's input channel after
+    the images' contrasts (MP2RAGE's inversions as RootletSeg's card names them), and an exported card lists them."""
+    from sct_rootlets.training.train import _card
+
+    source = _bids(tmp_path / "src", suffixes=("T2w", "UNIT1", "inv-1_MP2RAGE", "inv-2_MP2RAGE"))
+
+    def dataset(suffix: str, dataset_id: str) -> tuple:
+        """(manifest rows, dataset.json, training images) of manifest -suffix SUFFIX then build."""
+        manifest = tmp_path / f"{dataset_id}.tsv"
+        made = run_cli("manifest", "-path-data", source, "-suffix", suffix, "-o", manifest, "-test-fraction", "0",
+                       "-label-suffix", "_label-SC_seg", env_home=rootlets_home, command="sct_rootlets_dataset")
+        assert made.returncode == 0, made.stderr
+        built = run_cli("build", "-path-data", source, "-manifest", manifest, "-o", tmp_path / "raw", "-id",
+                        dataset_id, "-name", suffix.replace("-", ""), "-labels", "binary", "-folds", "1",
+                        env_home=rootlets_home, command="sct_rootlets_dataset")
+        assert built.returncode == 0, built.stderr
+        folder = next((tmp_path / "raw").glob(f"Dataset{dataset_id}_*"))
+        return (pd.read_csv(manifest, sep="\t")[["image", "label"]].values.tolist(),
+                json.loads((folder / "dataset.json").read_text()),
+                sorted(p.name for p in (folder / "imagesTr").iterdir()))
+
+    rows, dataset_json, cases = dataset("UNIT1", "801")
+    assert rows == [[f"{s}/anat/{s}_UNIT1.nii.gz", f"derivatives/labels/{s}/anat/{s}_UNIT1_label-SC_seg.nii.gz"]
+                    for s in ("sub-a", "sub-b")]
+    assert dataset_json["channel_names"] == {"0": "UNIT1"}
+    assert cases == ["sub-a_UNIT1_0000.nii.gz", "sub-b_UNIT1_0000.nii.gz"]
+    rows, dataset_json, _ = dataset("MP2RAGE", "802")
+    assert [image for image, _ in rows] == [f"{s}/anat/{s}_inv-{k}_MP2RAGE.nii.gz" for s in ("sub-a", "sub-b")
+                                            for k in (1, 2)]
+    assert dataset_json["channel_names"] == {"0": "T1w-INV1+T1w-INV2"}
+    assert _card("m", "v1", dataset_json, "", [], "0" * 64)["contrasts"] == ["T1w-INV1", "T1w-INV2"]
+
+    written = augment_dataset(source, tmp_path / "aug", suffix="inv-2_MP2RAGE", label_suffix="_label-SC_seg",
+                              count=1, seed=0)
+    assert sorted(p.relative_to(tmp_path / "aug").as_posix() for p in written) == [
+        f"{s}/ses-aug0{k}/anat/{s}_ses-aug0{k}_inv-2_MP2RAGE.nii.gz" for s in ("sub-a", "sub-b") for k in (0, 1)]
+    assert (tmp_path / "aug/derivatives/labels/sub-a/ses-aug01/anat/"
+            "sub-a_ses-aug01_inv-2_MP2RAGE_label-SC_seg.nii.gz").is_file()
+    with pytest.raises(Exception, match="has no T1w image with a _label-SC_seg label"):
+        augment_dataset(source, tmp_path / "none", suffix="T1w", label_suffix="_label-SC_seg", count=1, seed=0)
+    bad = run_cli("manifest", "-path-data", source, "-suffix", "MP2RAGE.nii.gz", "-o", tmp_path / "bad.tsv",
+                  env_home=rootlets_home, command="sct_rootlets_dataset")
+    assert bad.returncode == 2 and "is not a BIDS suffix" in bad.stderr and not (tmp_path / "bad.tsv").exists()

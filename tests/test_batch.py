@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import BIN, SHARED_DATA, ras_image, run_cli, synthetic_t2w
+import tiny_model
+from conftest import BIN, SHARED_DATA, ras_image, run_cli, synthetic_t2w, tree_digest
 from sct_rootlets.io import bids
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,8 +114,6 @@ def test_failures_are_isolated_and_resume_recomputes_nothing(dataset, tiny_model
 
 
 def test_a_different_model_invalidates_resume(dataset, tiny_model_root, tmp_path, rootlets_home):
-    import tiny_model
-
     out = tmp_path / "out"
     args = ("-path-data", dataset, "-path-output", out, "-device", "cpu", "-include", "sub-02", "-v", "0")
     assert run_cli(*args, "-model", tiny_model_root, env_home=rootlets_home,
@@ -146,13 +145,18 @@ def test_local_pool_and_dask_cluster_give_identical_outputs(dataset, tiny_model_
                                   pd.read_csv(tmp_path / "dask/results/rootlets_summary.csv"))
 
 
+def sct_run_batch_env(dataset: Path, out: Path, home: Path) -> dict:
+    """The environment sct_run_batch gives a job (its PATH_* variables), with our commands on the PATH."""
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "SCT_ROOTLETS_HOME": str(home),
+            "PATH_DATA": str(dataset), "PATH_DATA_PROCESSED": str(out / "data_processed"),
+            "PATH_RESULTS": str(out / "results"), "PATH_LOG": str(out / "log"), "PATH_QC": str(out / "qc"),
+            "PATH_SEGMANUAL": str(dataset / "derivatives/labels")}
+
+
 def test_process_script_under_the_sct_run_batch_contract(dataset, tiny_model_root, tmp_path):
     """A stand-in for sct_run_batch: its environment variables and $1, without SCT installed."""
     out = tmp_path / "run"
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "SCT_ROOTLETS_HOME": str(tmp_path / "h"),
-           "PATH_DATA": str(dataset), "PATH_DATA_PROCESSED": str(out / "data_processed"),
-           "PATH_RESULTS": str(out / "results"), "PATH_LOG": str(out / "log"), "PATH_QC": str(out / "qc"),
-           "PATH_SEGMANUAL": str(dataset / "derivatives/labels")}
+    env = sct_run_batch_env(dataset, out, tmp_path / "h")
     jobs = [subprocess.Popen(["bash", str(REPO / "batch/process_rootlets.sh"), subject, str(tiny_model_root)],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for subject in ("sub-01", "sub-02")]                     # in parallel, as sct_run_batch -jobs 2
@@ -203,10 +207,7 @@ def test_process_script_computes_the_cord_and_levels_of_a_real_scan(tiny_model_r
     anat.mkdir(parents=True)
     shutil.copy(SHARED_DATA / "real_bids/sub-errsm24/anat/sub-errsm24_T2w.nii.gz", anat)   # not its manual mask
     out = tmp_path / "run"
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "SCT_ROOTLETS_HOME": str(tmp_path / "h"),
-           "PATH_DATA": str(dataset), "PATH_DATA_PROCESSED": str(out / "data_processed"),
-           "PATH_RESULTS": str(out / "results"), "PATH_LOG": str(out / "log"), "PATH_QC": str(out / "qc"),
-           "SCT_ROOTLETS_THREADS": "2"}
+    env = {**sct_run_batch_env(dataset, out, tmp_path / "h"), "SCT_ROOTLETS_THREADS": "2"}
     job = subprocess.run(["bash", str(REPO / "batch/process_rootlets.sh"), "sub-errsm24", str(tiny_model_root)],
                          env=env, capture_output=True, text=True, timeout=900)
     assert job.returncode == 0, job.stderr[-3000:]
@@ -226,3 +227,183 @@ def test_process_script_computes_the_cord_and_levels_of_a_real_scan(tiny_model_r
     assert len(levels) >= 1
     table = pd.read_csv(out / "results/spinal_levels.csv")
     assert len(table) == len(levels) and set(table.fname.map(lambda f: Path(f).name[:11])) == {"sub-errsm24"}
+
+
+# --- other contrasts (-suffix) -------------------------------------------------------------------------------
+
+CONTRASTS = SHARED_DATA / "real_contrasts"
+#: The MP2RAGE images of a generated dataset (BIDS names, entities where BIDS puts them) and one T2w image.
+MP2RAGE_STEMS = ("sub-01/anat/sub-01_T2w", "sub-01/anat/sub-01_UNIT1", "sub-01/anat/sub-01_inv-1_MP2RAGE",
+                 "sub-01/anat/sub-01_inv-2_MP2RAGE", "sub-02/ses-01/anat/sub-02_ses-01_UNIT1",
+                 "sub-02/ses-01/anat/sub-02_ses-01_inv-1_part-mag_MP2RAGE")
+
+
+def make_mp2rage_dataset(root: Path) -> Path:
+    """MP2RAGE_STEMS as generated images, each with a manual cord mask (no cord model needed)."""
+    dataset = root / "mp2rage"
+    for seed, stem in enumerate(MP2RAGE_STEMS):
+        path = dataset / f"{stem}.nii.gz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nib.save(_image(seed), path)
+        labels = dataset / "derivatives/labels" / f"{stem}_label-SC_seg.nii.gz"
+        labels.parent.mkdir(parents=True, exist_ok=True)
+        nib.save(_cord(_image(seed)), labels)
+    return dataset
+
+
+def _names(images) -> list:
+    return [image.stem for image in images]
+
+
+def test_a_suffix_selects_whole_bids_suffixes_and_the_entities_it_names(tmp_path):
+    dataset = make_mp2rage_dataset(tmp_path)
+    unit1, skipped = bids.discover(dataset, "UNIT1")
+    assert _names(unit1) == ["sub-01_UNIT1", "sub-02_ses-01_UNIT1"]
+    assert [i.key for i in unit1] == ["sub-01", "sub-02/ses-01"]
+    assert unit1[0].labels["cord"].name == "sub-01_UNIT1_label-SC_seg.nii.gz"
+    assert sorted((p.name, reason) for p, reason in skipped) == sorted(
+        (f"{Path(stem).name}.nii.gz", "not a UNIT1 image") for stem in MP2RAGE_STEMS if not stem.endswith("UNIT1"))
+    # entities before the suffix may sit anywhere among the others (part-mag comes after inv-1 in BIDS)
+    assert _names(bids.discover(dataset, "inv-1_MP2RAGE")[0]) == ["sub-01_inv-1_MP2RAGE",
+                                                                   "sub-02_ses-01_inv-1_part-mag_MP2RAGE"]
+    assert _names(bids.discover(dataset, "inv-2_MP2RAGE")[0]) == ["sub-01_inv-2_MP2RAGE"]
+    assert len(bids.discover(dataset, "MP2RAGE")[0]) == 3
+    assert _names(bids.discover(dataset)[0]) == ["sub-01_T2w"], "T2w by default"
+    assert bids.discover(dataset, "T1")[0] == [], "a suffix is a whole part of the name, not the end of UNIT1"
+    assert bids.discover(dataset, "ses-01_UNIT1")[0][0].key == "sub-02/ses-01"
+    assert bids.discover(dataset, "inv-02_MP2RAGE")[0] == bids.discover(dataset, "inv-2_MP2RAGE")[0], "an index"
+    (dataset / "sub-01/anat/UNIT1.nii.gz").write_bytes(b"")
+    assert "UNIT1.nii.gz" not in [i.path.name for i in bids.discover(dataset, "UNIT1")[0]], "not a BIDS name"
+    # the contrasts as model cards name them: MP2RAGE's inversions as RootletSeg's card does
+    assert [i.contrast for i in bids.discover(dataset, "MP2RAGE")[0]] == ["T1w-INV1", "T1w-INV2", "T1w-INV1"]
+    assert [i.contrast for i in unit1] == ["UNIT1", "UNIT1"]
+    for text in ("", "_T2w", "T2w.nii.gz", "inv-1_", "inv_MP2RAGE", "*_T2w", "T2w "):
+        with pytest.raises(ValueError, match="is not a BIDS suffix"):
+            bids.ImageSuffix.parse(text)
+
+
+def test_contrasts_the_default_model_does_not_list_give_one_warning(tmp_path, caplog):
+    """RootletSeg r20250318 is a T2w and 7T MP2RAGE model (SCT_CONVENTIONS.md): its card lists T2w, UNIT1 and the
+    two inversion images, so those pass in silence and a T1w image is warned about, once."""
+    from sct_rootlets.store import registry
+
+    card = registry.get_card("rootletseg-r20250318")
+    dataset = make_mp2rage_dataset(tmp_path)
+    (dataset / "sub-01/anat/sub-01_T1w.nii.gz").write_bytes(b"")  # discovery does not read the images
+    everything = [image for suffix in ("T2w", "UNIT1", "MP2RAGE") for image in bids.discover(dataset, suffix)[0]]
+    assert bids.warn_unlisted_contrasts(everything, card.name, card.contrasts) is None
+    t1w = bids.discover(dataset, "T1w")[0]
+    with caplog.at_level("WARNING", logger="sct_rootlets"):
+        warning = bids.warn_unlisted_contrasts(everything + t1w + t1w, card.name, card.contrasts)
+    assert warning == ("Warning: model rootletseg-r20250318 lists the contrast(s) T2w, UNIT1, T1w-INV1, T1w-INV2, "
+                       "not T1w: its results on these images are unchecked.")
+    assert [record.getMessage() for record in caplog.records] == [warning]
+    assert bids.warn_unlisted_contrasts(t1w, "a model that lists nothing", ()) is None
+
+
+def _warnings(stderr: str) -> list:
+    return [line for line in stderr.splitlines() if line.startswith("Warning")]
+
+
+@pytest.mark.skipif(not (CONTRASTS / "sub-unf01").is_dir(), reason="../shared/data/real_contrasts is not available")
+@pytest.mark.parametrize("suffix, stems", [
+    ("T1w", ["sub-unf01/anat/sub-unf01_T1w"]),
+    ("MTS", ["sub-errsm23/anat/sub-errsm23_acq-MToff_MTS", "sub-errsm23/anat/sub-errsm23_acq-MTon_MTS",
+             "sub-errsm24/anat/sub-errsm24_acq-MToff_MTS", "sub-errsm24/anat/sub-errsm24_acq-MTon_MTS"]),
+])
+def test_batch_finds_and_runs_real_scans_of_other_contrasts(suffix, stems, tiny_model_root, tmp_path, rootlets_home):
+    """Real T1w and MT scans (read only): derivatives keep the source's entities, the manual cord masks give the
+    levels, QC entries sit in the image's folder as SCT names it (`anat`), and the tiny model (a T2w model:
+    tiny_model.dataset_json) warns once."""
+    before = tree_digest(CONTRASTS)
+    out = tmp_path / "out"
+    result = run_cli("-path-data", CONTRASTS, "-path-output", out, "-suffix", suffix, "-model", tiny_model_root,
+                     "-device", "cpu", "-engine", "torch", "-folds", "0", "-roi-margin-mm", "4", "-v", "0",
+                     env_home=rootlets_home, command="sct_rootlets_batch")
+    assert result.returncode == 0, result.stderr
+    assert f"Found {len(stems)} {suffix} image(s); processing {len(stems)} in " in result.stdout
+    assert _warnings(result.stderr) == [f"Warning: model {tiny_model.RELEASE_DIR} lists the contrast(s) T2w, not "
+                                        f"{suffix}: its results on these images are unchecked."]
+    labels = out / "derivatives/labels"
+    assert sorted(p.relative_to(labels).as_posix() for p in labels.rglob("*_dseg.nii.gz")) == [
+        f"{stem}_label-rootlets_dseg.nii.gz" for stem in stems]
+    for stem in stems:
+        image, dseg = nib.load(CONTRASTS / f"{stem}.nii.gz"), nib.load(labels / f"{stem}_label-rootlets_dseg.nii.gz")
+        assert dseg.shape == image.shape and np.allclose(dseg.affine, image.affine)
+        options = json.loads((labels / f"{stem}_label-rootlets_dseg.json").read_text())["Options"]
+        assert options["cord_mask"]["File"] == str(CONTRASTS / "derivatives/labels" / f"{stem}_label-SC_seg.nii.gz")
+        assert (labels / f"{stem}_label-rootlets_dseg_spinal_levels.csv").is_file()
+    entries = [json.loads(p.read_text()) for p in (out / "qc/_json").glob("qc_*.json")]
+    assert sorted((e["subject"], e["contrast"], e["inputFile"]) for e in entries) == sorted(
+        (stem.split("/")[0], "anat", f"{Path(stem).name}.nii.gz") for stem in stems for _plane in range(2))
+    assert all(e["backgroundImage"].startswith(f"real_contrasts/{e['subject']}/anat/sct_rootlets_batch/")
+               for e in entries)
+    assert set(pd.read_csv(out / "results/rootlets_summary.csv").image) == {f"{Path(s).name}.nii.gz" for s in stems}
+    assert tree_digest(CONTRASTS) == before, "the shared data is only read"
+
+
+def test_batch_on_unit1_images_and_a_model_that_lists_them(tiny_model_root, tmp_path, rootlets_home):
+    """A generated MP2RAGE dataset: -suffix UNIT1 takes the UNIT1 images only, and a model whose dataset.json
+    names UNIT1 among its channel's contrasts is not warned about; inv-2_MP2RAGE images are (as T1w-INV2)."""
+    mp2rage = make_mp2rage_dataset(tmp_path)
+    dataset_json = tiny_model_root / tiny_model.RELEASE_DIR / tiny_model.TRAINER_DIR / "dataset.json"
+    dataset_json.write_text(json.dumps({**json.loads(dataset_json.read_text()), "channel_names": {"0": "T2w+UNIT1"}}))
+    common = ("-path-data", mp2rage, "-model", tiny_model_root, "-device", "cpu", "-engine", "torch", "-no-qc",
+              "-v", "0")
+    unit1 = run_cli(*common, "-path-output", tmp_path / "unit1", "-suffix", "UNIT1", env_home=rootlets_home,
+                    command="sct_rootlets_batch")
+    assert unit1.returncode == 0, unit1.stderr
+    assert _warnings(unit1.stderr) == []
+    labels = tmp_path / "unit1/derivatives/labels"
+    assert sorted(p.relative_to(labels).as_posix() for p in labels.rglob("*_dseg.nii.gz")) == [
+        "sub-01/anat/sub-01_UNIT1_label-rootlets_dseg.nii.gz",
+        "sub-02/ses-01/anat/sub-02_ses-01_UNIT1_label-rootlets_dseg.nii.gz"]
+    inversion = run_cli(*common, "-path-output", tmp_path / "inv2", "-suffix", "inv-2_MP2RAGE",
+                        env_home=rootlets_home, command="sct_rootlets_batch")
+    assert inversion.returncode == 0, inversion.stderr
+    assert _warnings(inversion.stderr) == [f"Warning: model {tiny_model.RELEASE_DIR} lists the contrast(s) T2w, "
+                                           f"UNIT1, not T1w-INV2: its results on these images are unchecked."]
+    assert (tmp_path / "inv2/derivatives/labels/sub-01/anat/sub-01_inv-2_MP2RAGE_label-rootlets_dseg.nii.gz").is_file()
+    listed = run_cli("-path-data", mp2rage, "-suffix", "MP2RAGE", "-include", "sub-02/ses-01", "-list-images",
+                     env_home=rootlets_home, command="sct_rootlets_batch")
+    assert listed.returncode == 0
+    assert listed.stdout == "sub-02/ses-01/anat/sub-02_ses-01_inv-1_part-mag_MP2RAGE.nii.gz\n", "the list only"
+    none = run_cli(*common, "-path-output", tmp_path / "none", "-suffix", "T1w", env_home=rootlets_home,
+                   command="sct_rootlets_batch")
+    assert none.returncode == 1 and none.stderr.strip().splitlines()[-1] == (
+        "sct_rootlets_batch: error: No T1w image to process (check -suffix, -include/-exclude and the dataset "
+        "layout).")
+    bad = run_cli(*common, "-path-output", tmp_path / "bad", "-suffix", "_UNIT1", env_home=rootlets_home,
+                  command="sct_rootlets_batch")
+    assert bad.returncode == 2 and "argument -suffix: '_UNIT1' is not a BIDS suffix" in bad.stderr
+    config = tmp_path / "config.yml"
+    config.write_text("suffix: 1.5\n")  # a YAML number, checked as the command line's text is
+    from_yaml = run_cli(*common, "-path-output", tmp_path / "bad", "-config", config, env_home=rootlets_home,
+                        command="sct_rootlets_batch")
+    assert from_yaml.returncode == 2 and "argument -suffix: '1.5' is not a BIDS suffix" in from_yaml.stderr
+    assert not (tmp_path / "none").exists() and not (tmp_path / "bad").exists(), "nothing written"
+
+
+def test_process_script_takes_the_suffix_after_the_model(tiny_model_root, tmp_path):
+    """sct_run_batch -script-args "MODEL SUFFIX": the job processes its subject's images of that suffix, found as
+    sct_rootlets_batch finds them (entities between inv-1 and the suffix included); none is no failure."""
+    mp2rage = make_mp2rage_dataset(tmp_path)
+    out = tmp_path / "run"
+    env = sct_run_batch_env(mp2rage, out, tmp_path / "h")
+
+    def job(subject: str, suffix: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(REPO / "batch/process_rootlets.sh"), subject, str(tiny_model_root),
+                               suffix], env=env, capture_output=True, text=True, timeout=600)
+
+    for subject, suffix in (("sub-01", "UNIT1"), ("sub-02/ses-01", "inv-1_MP2RAGE"), ("sub-01", "T1w")):
+        done = job(subject, suffix)
+        assert done.returncode == 0, done.stderr[-3000:]
+    processed = out / "data_processed"
+    assert sorted(p.relative_to(processed).as_posix() for p in processed.rglob("*_label-rootlets_dseg.nii.gz")) == [
+        "sub-01/anat/sub-01_UNIT1_label-rootlets_dseg.nii.gz",
+        "sub-02/ses-01/anat/sub-02_ses-01_inv-1_part-mag_MP2RAGE_label-rootlets_dseg.nii.gz"]
+    table = pd.read_csv(out / "results/spinal_levels.csv")
+    assert set(table.fname.map(lambda f: Path(f).name.split("_label-")[0])) == {
+        "sub-01_UNIT1", "sub-02_ses-01_inv-1_part-mag_MP2RAGE"}
+    bad = job("sub-01", "UNIT1.nii.gz")
+    assert bad.returncode == 2 and "argument -suffix: 'UNIT1.nii.gz' is not a BIDS suffix" in bad.stderr

@@ -101,3 +101,36 @@ def test_listing_does_not_import_torch(rootlets_home):
             "print('torch' in sys.modules, 'nnunetv2' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_list_models_shows_each_models_contrasts_and_the_suffix_that_selects_them(rootlets_home):
+    """RootletSeg r20250318 reads T2w and 7T MP2RAGE (UNIT1 and both inversion images: SCT_CONVENTIONS.md); the
+    inversion images are BIDS `inv-<N>_MP2RAGE` files, which is what -suffix says."""
+    path = write_lab_card(rootlets_home, "lab-unit1", ["http://127.0.0.1:1/lab.zip"])
+    path.write_text(json.dumps({**json.loads(path.read_text()), "contrasts": ["UNIT1", "T1w-INV2"]}))
+    result = run_cli("-list-models", env_home=rootlets_home)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+
+    def contrasts_of(name: str) -> str:
+        line = lines[next(i for i, text in enumerate(lines) if text.split(" [")[0] == name) + 2]
+        return line.split(";")[0].strip()
+
+    assert contrasts_of("rootletseg-r20250318") == ("contrasts: T2w, UNIT1, T1w-INV1 (-suffix inv-1_MP2RAGE), "
+                                                    "T1w-INV2 (-suffix inv-2_MP2RAGE)")
+    assert contrasts_of("rootlets-dorsal-r20240730") == "contrasts: T2w"
+    assert contrasts_of("lab-unit1") == "contrasts: UNIT1, T1w-INV2 (-suffix inv-2_MP2RAGE)"
+
+
+def test_a_models_card_says_its_contrasts_else_its_dataset_json(rootlets_home, tiny_model_zip, tiny_model_root):
+    """The tiny model's dataset.json names one channel, T2w (tests/tiny_model.py); installed under a card that
+    lists UNIT1, the card is what counts."""
+    from sct_rootlets.store import install
+    from sct_rootlets.store.download import sha256_of_file
+    from sct_rootlets.store.resolve import resolve_model
+
+    path = write_lab_card(rootlets_home, "tiny-unit1", [], sha256=sha256_of_file(tiny_model_zip))
+    path.write_text(json.dumps({**json.loads(path.read_text()), "contrasts": ["UNIT1"]}))
+    install.install_from(str(tiny_model_zip), progress=False)
+    assert resolve_model("tiny-unit1").contrasts == ("UNIT1",)
+    assert resolve_model(str(tiny_model_root)).contrasts == ("T2w",)

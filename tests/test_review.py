@@ -287,6 +287,58 @@ def test_lists_in_and_out(review, tmp_path):
     assert [item.key for item in chosen.items] == ["sub-02", "sub-03/ses-01"]
 
 
+def test_review_takes_the_images_of_the_chosen_suffix(tmp_path, rootlets_home):
+    """-suffix UNIT1 reviews the UNIT1 images with their predictions as `sct_rootlets_batch -suffix UNIT1` names
+    them; the dataset's T2w image is what a plain run reviews."""
+    data = make_review_data(tmp_path, suffix="UNIT1")
+    t2w = data["data"] / "sub-01/anat/sub-01_T2w.nii.gz"
+    t2w.write_bytes(data["images"]["sub-01"].read_bytes())
+    t2w_prediction = data["pred"] / "labels/sub-01/anat/sub-01_T2w_label-rootlets_dseg.nii.gz"
+    t2w_prediction.write_bytes(data["predictions"]["sub-01"].read_bytes())
+
+    unit1, left_out = open_session(path_data=data["data"], path_pred=data["pred"], suffix="UNIT1")
+    assert [item.name for item in unit1.items] == ["sub-01/anat/sub-01_UNIT1.nii.gz", "sub-02/anat/sub-02_UNIT1.nii.gz",
+                                                   "sub-03/ses-01/anat/sub-03_ses-01_UNIT1.nii.gz"]
+    assert [item.prediction for item in unit1.items] == [data["predictions"][s] for s in ("sub-01", "sub-02", "sub-03")]
+    assert unit1.items[0].correction == (data["data"] / "derivatives/labels/sub-01/anat/"
+                                         "sub-01_UNIT1_label-rootlets_dseg.nii.gz")
+    assert left_out == []
+    plain, _ = open_session(path_data=data["data"], path_pred=data["pred"])
+    assert [(item.name, item.prediction) for item in plain.items] == [("sub-01/anat/sub-01_T2w.nii.gz",
+                                                                       t2w_prediction)]
+    listed = tmp_path / "qc_fail.yml"
+    listed.write_text("FILES_ROOTLETS:\n  - sub-01/anat/sub-01_T2w.nii.gz\n  - sub-02/anat/sub-02_UNIT1.nii.gz\n")
+    chosen, left_out = open_session(path_data=data["data"], path_pred=data["pred"], qc_fail=listed, suffix="UNIT1")
+    assert [item.key for item in chosen.items] == ["sub-02"]
+    assert left_out == [("sub-01/anat/sub-01_T2w.nii.gz", "listed, but not a UNIT1 image of the dataset")]
+
+    args = ("-path-data", data["data"], "-path-pred", data["pred"], "-port", "0")
+    none = run_cli(*args, "-suffix", "inv-1_MP2RAGE", env_home=rootlets_home, command="sct_rootlets_review")
+    assert none.returncode == 1 and "No image to review" in none.stderr and "Traceback" not in none.stderr
+    bad = run_cli(*args, "-suffix", "UNIT1.nii.gz", env_home=rootlets_home, command="sct_rootlets_review")
+    assert bad.returncode == 2 and "argument -suffix: 'UNIT1.nii.gz' is not a BIDS suffix" in bad.stderr
+
+
+def test_predict_to_bids_then_review_one_contrast(tmp_path, tiny_model_root, rootlets_home):
+    """predict-to-bids -suffix UNIT1 writes _desc-auto labels for the UNIT1 images only (one warning: the tiny model
+    is a T2w model, tests/tiny_model.py), and the review of that suffix opens them."""
+    data = make_review_data(tmp_path, suffix="UNIT1")
+    t2w = data["data"] / "sub-01/anat/sub-01_T2w.nii.gz"
+    t2w.write_bytes(data["images"]["sub-01"].read_bytes())
+    result = run_cli("predict-to-bids", "-path-data", data["data"], "-suffix", "UNIT1", "-model", tiny_model_root,
+                     "-device", "cpu", "-v", "0", env_home=rootlets_home, command="sct_rootlets_dataset")
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("Warning")] == [
+        "Warning: model model-spinal-rootlets-tiny-r20990101 lists the contrast(s) T2w, not UNIT1: its results on "
+        "these images are unchecked."]
+    labels = data["data"] / "derivatives/labels"
+    expected = [labels / f"{image.relative_to(data['data']).as_posix()[:-len('.nii.gz')]}"
+                         f"_label-rootlets_desc-auto_dseg.nii.gz" for image in data["images"].values()]
+    assert sorted(labels.rglob("*_dseg.nii.gz")) == sorted(expected), "UNIT1 images only"
+    session, _ = open_session(path_data=data["data"], path_pred=data["data"] / "derivatives", suffix="UNIT1")
+    assert [item.prediction for item in session.items] == expected
+
+
 # --- -viewer ----------------------------------------------------------------------------------------------------
 
 def test_viewer_opens_each_image_and_records_the_rater(tmp_path):

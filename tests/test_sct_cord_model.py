@@ -171,9 +171,10 @@ def test_batch_passes_the_cord_model_to_every_image(sct_cord, tiny_model_root, t
 
 
 @pytest.mark.parametrize("cord_model", [NAME, "nonexistent"])
-def test_process_script_takes_the_cord_model_as_its_third_argument(cord_model, sct_cord, tiny_model_root, tmp_path):
-    """sct_run_batch -script-args "MODEL CORD": the cord model's mask feeds the levels; a wrong one fails the job
-    (it must not pass for "no cord found", which the script tolerates)."""
+def test_process_script_takes_the_cord_model_as_its_fourth_argument(cord_model, sct_cord, tiny_model_root, tmp_path):
+    """sct_run_batch -script-args "MODEL SUFFIX CORD": the cord command runs the chosen model (the tiny stand-in's
+    "cord" is implausible, which the script takes as no cord: rootlets of the whole image, no levels); a wrong
+    model fails the job (it must not pass for "no cord found", which the script tolerates)."""
     dataset = tmp_path / "ds"
     _image(dataset / "sub-01" / "anat", "sub-01_T2w.nii.gz")
     out = tmp_path / "run"
@@ -181,12 +182,15 @@ def test_process_script_takes_the_cord_model_as_its_third_argument(cord_model, s
            "PATH_DATA": str(dataset), "PATH_DATA_PROCESSED": str(out / "data_processed"),
            "PATH_RESULTS": str(out / "results"), "PATH_LOG": str(out / "log"), "PATH_QC": str(out / "qc")}
     job = subprocess.run(["bash", str(REPOSITORY / "batch/process_rootlets.sh"), "sub-01", str(tiny_model_root),
-                          cord_model], env=env, capture_output=True, text=True, timeout=600)
+                          "T2w", cord_model], env=env, capture_output=True, text=True, timeout=600)
     anat = out / "data_processed/sub-01/anat"
     if cord_model == NAME:
         assert job.returncode == 0, job.stderr[-3000:]
-        assert json.loads((anat / "sub-01_T2w_seg.json").read_text())["Model"]["Source"] == f"SCT ({sct_cord})"
-        assert (anat / "sub-01_T2w_label-rootlets_dseg_spinal_levels.csv").is_file()
+        assert f"Using SCT's copy of {NAME} at {sct_cord}" in job.stderr
+        assert "sct_rootlets_cord: error: The cord computed in sub-01_T2w.nii.gz is not plausible (" in job.stderr
+        assert not (anat / "sub-01_T2w_seg.nii.gz").exists(), "no wrong cord written"
+        assert (anat / "sub-01_T2w_label-rootlets_dseg.nii.gz").is_file()
+        assert not (anat / "sub-01_T2w_label-rootlets_dseg_spinal_levels.csv").exists()
     else:
         assert job.returncode == 1 and "sct_rootlets_cord: error: Unknown cord model 'nonexistent'" in job.stderr
         assert not (anat / "sub-01_T2w_label-rootlets_dseg.nii.gz").exists()

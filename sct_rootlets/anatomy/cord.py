@@ -163,6 +163,17 @@ class CordSegmenter:
             raise CordNotFoundError(f"No spinal cord was found in {image.path}; give a cord mask with -s.")
         return mask
 
+    def segment_checked(self, image: InputImage) -> tuple:
+        """(mask, its CordMeasures) of a cord that may be an adult cord; CordNotFoundError, saying why, for none
+        or one that cannot be (anatomy.plausibility): `sct_rootlets_cord` never writes a wrong cord silently."""
+        mask = self.segment(image)
+        measures = measure_cord(mask, image.nifti.affine)
+        reason = implausibility(measures)
+        if reason is not None:
+            raise CordNotFoundError(f"The cord computed in {image.path} is not plausible ({reason}); check the "
+                                    f"image, or try another cord model (-cord-model).")
+        return mask, measures
+
     def options(self) -> dict:
         """The prediction options, as sidecars record them."""
         return {**self.session.options, "region": "whole image, one tile"}

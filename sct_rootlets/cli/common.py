@@ -27,6 +27,25 @@ def _configure_logging(verbose: int) -> None:
     logger.setLevel({0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}[verbose])
 
 
+def _image_suffix(text: str):
+    from sct_rootlets.io.bids import ImageSuffix
+
+    try:
+        return ImageSuffix.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_suffix_argument(group) -> None:
+    """-suffix: which images of a BIDS dataset (their contrast), checked as the arguments are parsed."""
+    from sct_rootlets.io.bids import DEFAULT_SUFFIX
+
+    group.add_argument("-suffix", type=_image_suffix, default=DEFAULT_SUFFIX, metavar="SUFFIX",
+                       help="The images to take: their BIDS suffix, optionally after entities their names must hold "
+                            "too, e.g. T2w, T1w, UNIT1, T2starw, MTS, acq-MTon_MTS, inv-1_MP2RAGE. "
+                            f"Default: {DEFAULT_SUFFIX}.")
+
+
 def add_qc_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
     qc = parser.add_argument_group("quality control (SCT 7.x report format)")
     qc.add_argument("-qc", metavar="FOLDER", required=required,

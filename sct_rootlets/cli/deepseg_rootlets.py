@@ -30,8 +30,8 @@ def get_parser() -> argparse.ArgumentParser:
     actions.add_argument("-install-from", metavar="ZIP_OR_URL", dest="install_from",
                          help="Install a model archive from a local zip file or an http(s) URL.")
     actions.add_argument("-list-models", action="store_true", dest="list_models",
-                         help="List the known models, whether they are installed, and which one a run without "
-                              "-model uses.")
+                         help="List the known models, their contrasts (with the -suffix of sct_rootlets_batch that "
+                              "selects each), whether they are installed, and which one a run without -model uses.")
     parser.add_argument_group("output").add_argument(
         "-o", metavar="OUTPUT", help="Output file for a single input (default: <input stem>_rootlets.nii.gz beside it).")
     add_segmentation_arguments(parser)
@@ -45,6 +45,14 @@ def get_parser() -> argparse.ArgumentParser:
     add_qc_arguments(parser)
     add_common_arguments(parser)
     return parser
+
+
+def _contrasts_text(contrasts) -> str:
+    """'T2w, T1w-INV1 (-suffix inv-1_MP2RAGE)': each contrast, and the -suffix that selects it where that differs."""
+    from sct_rootlets.io.bids import suffix_of_contrast
+
+    return ", ".join(name if suffix_of_contrast(name) == name else f"{name} (-suffix {suffix_of_contrast(name)})"
+                     for name in contrasts)
 
 
 def _list_models() -> None:
@@ -65,7 +73,7 @@ def _list_models() -> None:
                                       f"installed by SCT at {sct_copy.folder}, used from there"
                                       if sct_copy else "") if f)
         print(f"{card.name}{f' [{flags}]' if flags else ''}\n    {card.description}\n"
-              f"    contrasts: {', '.join(card.contrasts)}; labels: "
+              f"    contrasts: {_contrasts_text(card.contrasts)}; labels: "
               f"{', '.join(f'{v}={k}' for k, v in card.labels.items())}; license: {card.license}")
     for name in sorted(installed - set(cards)):
         print(f"{name} [installed]\n    installed from an archive outside the registry")

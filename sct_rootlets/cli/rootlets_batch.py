@@ -1,11 +1,11 @@
-"""`sct_rootlets_batch`: segment (and level, and QC) every T2w image of a BIDS dataset."""
+"""`sct_rootlets_batch`: segment (and level, and QC) every image of one contrast (`-suffix`) of a BIDS dataset."""
 
 import argparse
 import shlex
 import sys
 from pathlib import Path
 
-from sct_rootlets.cli.common import add_common_arguments, run_command
+from sct_rootlets.cli.common import add_common_arguments, add_suffix_argument, run_command
 from sct_rootlets.cli.segmentation_options import (add_levels_method_argument, add_segmentation_arguments,
                                                    postprocessing_from_args)
 
@@ -15,12 +15,15 @@ PROG = "sct_rootlets_batch"
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Segment rootlets in every *_T2w image of a BIDS dataset with the model kept loaded: BIDS "
-                    "derivatives, spinal levels where a manual cord mask exists (derivatives/labels), one QC "
-                    "report, a summary CSV, failures isolated and listed, -resume to skip finished work.",
+        description="Segment rootlets in every image of one contrast (-suffix; default *_T2w) of a BIDS dataset "
+                    "with the model kept loaded: BIDS derivatives, spinal levels where a manual cord mask exists "
+                    "(derivatives/labels), one QC report, a summary CSV, failures isolated and listed, -resume to "
+                    "skip finished work.",
         epilog="Examples:\n"
                f"  {PROG} -path-data ~/data/spine-generic -path-output ~/results/rootlets -jobs 2\n"
                f"  {PROG} -path-data DS -path-output OUT -include qc_fail_subjects.txt -resume\n"
+               f"  {PROG} -path-data DS -path-output OUT -suffix UNIT1        # MP2RAGE's UNIT1 images\n"
+               f"  {PROG} -path-data DS -suffix inv-1_MP2RAGE -include sub-01 -list-images\n"
                f"  {PROG} -config batch/config_rootlets_batch.yml -scheduler tcp://head-node:8786",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     run = parser.add_argument_group("dataset and execution")
@@ -28,6 +31,10 @@ def get_parser() -> argparse.ArgumentParser:
     run.add_argument("-path-output", dest="path_output", metavar="OUT", help="Output folder.")
     run.add_argument("-config", metavar="YML", help="YAML file of options (keys as the option names without "
                                                     "the dash, e.g. path_data, jobs); the command line wins.")
+    add_suffix_argument(run)
+    run.add_argument("-list-images", action="store_true", dest="list_images",
+                     help="Print the images that would be processed (paths relative to the dataset, one a line) "
+                          "and stop: what batch/process_rootlets.sh runs on.")
     run.add_argument("-include", metavar="REGEX|LIST", help="Only sub-XX[/ses-YY] matching a regex, listed "
                                                             "(spaces or commas), or listed in a file.")
     run.add_argument("-exclude", metavar="REGEX|LIST", help="Skip these (same forms as -include).")
@@ -60,30 +67,47 @@ def _apply_config(parser: argparse.ArgumentParser, argv) -> None:
     unknown = sorted(set(config) - destinations)
     if not isinstance(config, dict) or unknown:
         raise RootletsError(f"Unknown option(s) in {known.config}: {', '.join(map(str, unknown))}.")
-    parser.set_defaults(**config)
+    # A YAML number is checked by its option as the command line's text would be (argparse converts text defaults
+    # only): `suffix: 1.5` or `step_size: 0` is refused as on the command line, not taken as it is.
+    checked = {action.dest for action in parser._actions if action.type is not None and action.nargs is None}
+    parser.set_defaults(**{key: str(value) if key in checked and isinstance(value, (int, float)) else value
+                           for key, value in config.items()})
+
+
+def _chosen_images(args, dataset: Path) -> list:
+    """The images to process; what discovery found and skipped is printed unless only the list is asked for."""
+    from sct_rootlets.io import bids
+
+    images, skipped = bids.discover(dataset, args.suffix)
+    chosen = bids.select(images, args.include, args.exclude)
+    if not args.list_images:
+        subjects = {image.subject for image in chosen}
+        print(f"Found {len(images)} {args.suffix} image(s); processing {len(chosen)} in {len(subjects)} subject(s); "
+              f"{sum(bool(i.labels.get('cord')) for i in chosen)} with a manual cord mask (the others: computed).")
+        for path, reason in skipped:
+            print(f"  skipped {path.relative_to(dataset)}: {reason}")
+    return chosen
 
 
 def run(args: argparse.Namespace, argv) -> None:
     from sct_rootlets import batch
-    from sct_rootlets.io import bids
     from sct_rootlets.errors import RootletsError
 
-    if not args.path_data or not args.path_output:
+    if not args.path_data or not (args.path_output or args.list_images):
         raise RootletsError("Give the dataset and the output folder (-path-data, -path-output, or in -config).")
     dataset = Path(args.path_data)
     if not dataset.is_dir():
         raise RootletsError(f"Dataset folder {dataset} does not exist.")
     if args.jobs < 1:
         raise RootletsError("-jobs must be at least 1.")
-    images, skipped = bids.discover(dataset)
-    chosen = bids.select(images, args.include, args.exclude)
-    subjects = {image.subject for image in chosen}
-    print(f"Found {len(images)} T2w image(s); processing {len(chosen)} in {len(subjects)} subject(s); "
-          f"{sum(bool(i.labels.get('cord')) for i in chosen)} with a manual cord mask (the others: computed).")
-    for path, reason in skipped:
-        print(f"  skipped {path.relative_to(dataset)}: {reason}")
+    chosen = _chosen_images(args, dataset)
+    if args.list_images:  # none is an answer too: a subject without this contrast
+        for image in chosen:
+            print(image.path.relative_to(dataset).as_posix())
+        return
     if not chosen:
-        raise RootletsError("No image to process (check -include/-exclude and the dataset layout).")
+        raise RootletsError(f"No {args.suffix} image to process (check -suffix, -include/-exclude and the dataset "
+                            f"layout).")
     output = Path(args.path_output).resolve()
     if not (args.resume or args.overwrite) and any(
             batch.derivative_paths(image, output)["dseg"].exists() for image in chosen):

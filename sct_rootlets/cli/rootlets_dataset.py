@@ -4,7 +4,7 @@ import argparse
 import shlex
 import sys
 
-from sct_rootlets.cli.common import add_common_arguments, run_command
+from sct_rootlets.cli.common import add_common_arguments, add_suffix_argument, run_command
 
 PROG = "sct_rootlets_dataset"
 
@@ -14,6 +14,7 @@ def get_parser() -> argparse.ArgumentParser:
         prog=PROG, description="Build nnU-Net datasets from BIDS rootlet labels, and predict labels to correct.",
         epilog="Examples:\n"
                f"  {PROG} manifest -path-data DS -o D1a.tsv -test-fraction 0.2 -seed 0\n"
+               f"  {PROG} manifest -path-data DS -suffix UNIT1 -o D1u.tsv       # MP2RAGE's UNIT1 images\n"
                f"  {PROG} build -path-data DS -manifest D1a.tsv -o work/nnUNet_raw -id 101 -name D1a -labels level\n"
                f"  {PROG} augment -path-data DS -o DS_aug -label-suffix _label-SC_seg -n 12 -seed 1\n"
                f"  {PROG} implant -path-data real_bids -o DS_implant -n 8 -seed 3001\n"
@@ -23,6 +24,7 @@ def get_parser() -> argparse.ArgumentParser:
 
     manifest = commands.add_parser("manifest", help="Start a manifest from the labels found in a BIDS dataset.")
     manifest.add_argument("-path-data", dest="path_data", required=True, metavar="BIDS")
+    add_suffix_argument(manifest)
     manifest.add_argument("-o", required=True, metavar="TSV", help="Manifest to write.")
     manifest.add_argument("-test-fraction", dest="test_fraction", type=float, default=0.2,
                           help="Fraction of subjects for testing (split by subject). Default: 0.2.")
@@ -37,7 +39,8 @@ def get_parser() -> argparse.ArgumentParser:
                                "every scan has rootlets, and manual_correction.py creates an empty mask when it "
                                "finds no label).")
 
-    build = commands.add_parser("build", help="Manifest -> nnU-Net v2 raw dataset (all pairs checked first).")
+    build = commands.add_parser("build", help="Manifest -> nnU-Net v2 raw dataset (all pairs checked first; the "
+                                              "input channel is named by the images' contrasts).")
     build.add_argument("-path-data", dest="path_data", required=True, metavar="BIDS")
     build.add_argument("-manifest", required=True, metavar="TSV")
     build.add_argument("-o", required=True, metavar="NNUNET_RAW", help="nnU-Net raw folder (nnUNet_raw).")
@@ -57,6 +60,7 @@ def get_parser() -> argparse.ArgumentParser:
     augment = commands.add_parser("augment", help="Realistic variants of labelled scans (field of view, voxel size, "
                                                   "pose, contrast) as BIDS sessions, for training.")
     augment.add_argument("-path-data", dest="path_data", required=True, metavar="BIDS")
+    add_suffix_argument(augment)
     augment.add_argument("-o", required=True, metavar="BIDS", help="Dataset to write the variants into.")
     augment.add_argument("-label-suffix", dest="label_suffix", default="_label-SC_seg",
                          help="Labels to carry along (derivatives/labels). Default: _label-SC_seg.")
@@ -69,9 +73,10 @@ def get_parser() -> argparse.ArgumentParser:
                          help="Share (0-1) of variants whose intensities go through a random curve (inverted or "
                               "non-monotonic), for models that must work in any contrast. Default: 0.")
 
-    implant = commands.add_parser("implant", help="Real scans with their own rootlets taken out of the CSF and "
+    implant = commands.add_parser("implant", help="Real T2w scans with their own rootlets taken out of the CSF and "
                                                   "generated, labelled ones drawn in (needs cord masks and C2/T2 "
-                                                  "vertebral centres), as BIDS sessions, for training.")
+                                                  "vertebral centres), as BIDS sessions, for training. T2w only: the "
+                                                  "CSF is found as brighter than the cord.")
     implant.add_argument("-path-data", dest="path_data", required=True, metavar="BIDS")
     implant.add_argument("-o", required=True, metavar="BIDS", help="Dataset to write the cases into.")
     implant.add_argument("-cord-suffix", dest="cord_suffix", default="_label-SC_seg",
@@ -84,6 +89,7 @@ def get_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict-to-bids", help="Predict unlabelled images as _desc-auto derivatives.")
     predict.add_argument("-path-data", dest="path_data", required=True, metavar="BIDS")
+    add_suffix_argument(predict)
     predict.add_argument("-model", metavar="NAME_OR_FOLDER")
     predict.add_argument("-include", metavar="REGEX|LIST")
     predict.add_argument("-exclude", metavar="REGEX|LIST")
@@ -102,7 +108,7 @@ def run(args: argparse.Namespace, argv) -> None:
     if args.step == "manifest":
         from sct_rootlets.training.manifest import manifest_from_bids, write_manifest
 
-        table = manifest_from_bids(Path(args.path_data), label_suffix=args.label_suffix,
+        table = manifest_from_bids(Path(args.path_data), suffix=args.suffix, label_suffix=args.label_suffix,
                                    test_fraction=args.test_fraction, seed=args.seed, rater=args.rater,
                                    keep_empty=args.keep_empty_labels)
         if Path(args.o).exists() and not args.overwrite:
@@ -128,9 +134,9 @@ def run(args: argparse.Namespace, argv) -> None:
         if not 0 <= args.intensity_remap <= 1 or args.min_extent_mm <= 0:
             raise RootletsError("-intensity-remap must lie in 0-1 and -min-extent-mm be positive.")
         options = AugmentOptions(min_extent_mm=args.min_extent_mm, remap_share=args.intensity_remap)
-        written = augment_dataset(Path(args.path_data), Path(args.o), label_suffix=args.label_suffix, count=args.n,
-                                  seed=args.seed, options=options, overwrite=args.overwrite,
-                                  progress=args.verbose >= 1)
+        written = augment_dataset(Path(args.path_data), Path(args.o), suffix=args.suffix,
+                                  label_suffix=args.label_suffix, count=args.n, seed=args.seed, options=options,
+                                  overwrite=args.overwrite, progress=args.verbose >= 1)
         print(f"Done: {len(written)} images in {args.o}")
     elif args.step == "implant":
         from sct_rootlets.synthetic.implant import implant_dataset
@@ -144,9 +150,9 @@ def run(args: argparse.Namespace, argv) -> None:
     else:
         from sct_rootlets.training.predict_to_bids import predict_to_bids
 
-        written = predict_to_bids(args.path_data, model=args.model, include=args.include, exclude=args.exclude,
-                                  device=args.device, threads=args.threads, overwrite=args.overwrite,
-                                  command_line=shlex.join([PROG, *argv]))
+        written = predict_to_bids(args.path_data, model=args.model, suffix=args.suffix, include=args.include,
+                                  exclude=args.exclude, device=args.device, threads=args.threads,
+                                  overwrite=args.overwrite, command_line=shlex.join([PROG, *argv]))
         print(f"Done: {len(written)} prediction(s) to correct")
 
 

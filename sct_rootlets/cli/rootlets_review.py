@@ -4,7 +4,7 @@ import argparse
 import sys
 
 from sct_rootlets import __version__
-from sct_rootlets.cli.common import run_command
+from sct_rootlets.cli.common import add_suffix_argument, run_command
 
 PROG = "sct_rootlets_review"
 
@@ -20,6 +20,7 @@ def get_parser() -> argparse.ArgumentParser:
         epilog="Examples:\n"
                f"  {PROG} -path-data DS -path-pred preds/derivatives -rater 'Jane Doe'\n"
                f"  {PROG} -path-data DS -path-pred preds/derivatives -include qc/qc_fail_subjects.txt -port 0\n"
+               f"  {PROG} -path-data DS -path-pred preds/derivatives -suffix UNIT1 -rater 'Jane Doe'\n"
                f"  {PROG} -path-data DS -path-pred preds/derivatives -qc-fail qc_fail.yml -viewer itksnap "
                "-rater 'Jane Doe'\n"
                "  ssh -L 8765:127.0.0.1:8765 cluster   # then open the printed address on your machine",
@@ -31,7 +32,9 @@ def get_parser() -> argparse.ArgumentParser:
                               "(PRED/labels/sub-XX/[ses-YY/]anat/<stem>_label-rootlets_dseg.nii.gz).")
     folders.add_argument("-path-out", dest="path_out", metavar="OUT",
                          help="Where corrections go (and are looked for first). Default: DS/derivatives/labels.")
-    chosen = parser.add_argument_group("which images").add_mutually_exclusive_group()
+    which = parser.add_argument_group("which images")
+    add_suffix_argument(which)
+    chosen = which.add_mutually_exclusive_group()
     chosen.add_argument("-include", metavar="REGEX|LIST",
                         help="Only sub-XX[/ses-YY] matching a regex, listed (spaces or commas), or listed in a file "
                              "such as our QC viewer's qc_fail_subjects.txt.")
@@ -62,7 +65,8 @@ def run(args: argparse.Namespace, argv) -> None:
         from sct_rootlets.review.server import open_session
 
         session, _ = open_session(path_data=args.path_data, path_pred=args.path_pred, path_out=args.path_out,
-                                  include=args.include, qc_fail=args.qc_fail, rater=args.rater)
+                                  include=args.include, qc_fail=args.qc_fail, rater=args.rater,
+                                  suffix=args.suffix)
         changed = correct_in_viewer(session.items, session.writer, viewer=args.viewer, rater=args.rater,
                                     echo=lambda line: print(line, flush=True))
         print(f"Done: {changed} of {len(session.items)} label map(s) corrected in {session.folders.out}")
@@ -71,7 +75,7 @@ def run(args: argparse.Namespace, argv) -> None:
 
     serve_review(path_data=args.path_data, path_pred=args.path_pred, path_out=args.path_out, include=args.include,
                  qc_fail=args.qc_fail, rater=args.rater, port=args.port,
-                 on_ready=lambda url: print(url, flush=True))
+                 on_ready=lambda url: print(url, flush=True), suffix=args.suffix)
 
 
 def main(argv=None) -> int:

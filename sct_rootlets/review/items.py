@@ -1,7 +1,8 @@
 """What a review session shows: each image of the dataset with its prediction, its cord mask and its correction.
 
 Folders (all resolved to absolute paths once, so that every later check compares like with like):
-- `data`: the BIDS dataset (`DS`), whose `sub-*/[ses-*/]anat/*_T2w` images are reviewed;
+- `data`: the BIDS dataset (`DS`), whose `sub-*/[ses-*/]anat/*_<suffix>` images are reviewed (`T2w` unless
+  another suffix is chosen, see `bids.ImageSuffix`);
 - `pred`: a derivatives folder holding predictions as `sct_rootlets_batch` writes them,
   `PRED/labels/sub-XX/[ses-YY/]anat/<stem>_label-rootlets_dseg.nii.gz` (a folder holding `sub-*` directly is taken
   as the labels folder itself; `_label-rootlets_desc-auto_dseg`, written by `sct_rootlets_dataset predict-to-bids`,
@@ -131,20 +132,22 @@ def item_for(image: bids.BidsImage, folders: ReviewFolders) -> ReviewItem:
     return ReviewItem(image=image, prediction=prediction, correction=correction, cord=cord)
 
 
-def find_items(folders: ReviewFolders, *, include: Optional[str] = None, listed: Optional[list] = None) -> tuple:
-    """(items, left_out): the images to review, in dataset order, and (image path, reason) for those left out.
+def find_items(folders: ReviewFolders, *, include: Optional[str] = None, listed: Optional[list] = None,
+               suffix=bids.DEFAULT_SUFFIX) -> tuple:
+    """(items, left_out): the images to review (those `suffix` selects), in dataset order, and (image path, reason)
+    for those left out.
 
     `include` selects as `sct_rootlets_batch -include` does (a regex, a list, or a file of `sub-XX[/ses-YY]` names
     such as our viewer's `qc_fail_subjects.txt`); `listed` is a list of image paths (from a `qc_fail.yml`),
     matched by file name. Images with neither a prediction nor a correction are left out.
     """
-    images, _skipped = bids.discover(folders.data)
+    images, _skipped = bids.discover(folders.data, suffix)
     images = bids.select(images, include) if include else images
     left_out = []
     if listed is not None:
         names = {Path(str(entry)).name for entry in listed}
         found = {image.path.name for image in images}
-        left_out += [(entry, "listed, but not a T2w image of the dataset") for entry in listed
+        left_out += [(entry, f"listed, but not a {suffix} image of the dataset") for entry in listed
                      if Path(str(entry)).name not in found]
         images = [image for image in images if image.path.name in names]
     items = []

@@ -35,6 +35,7 @@ from typing import Callable, Optional
 from sct_rootlets import __version__
 from sct_rootlets.anatomy.levels import spinal_level_name
 from sct_rootlets.errors import RootletsError
+from sct_rootlets.io.bids import DEFAULT_SUFFIX
 from sct_rootlets.qc.pictures import level_colour  # SCT's rootlets colours, cycled from C2
 from sct_rootlets.review.connections import BoundedHTTPServer, BoundedRequestHandler
 from sct_rootlets.review.items import ReviewFolders, ReviewItem, find_items
@@ -417,15 +418,17 @@ def _mark_form(body: bytes) -> tuple:
 
 
 def open_session(*, path_data, path_pred, path_out=None, include: Optional[str] = None,
-                 qc_fail: Optional[str] = None, rater: str = "", token: Optional[str] = None) -> tuple:
-    """(ReviewSession, left_out): the images to review and those left out, with reasons."""
+                 qc_fail: Optional[str] = None, rater: str = "", token: Optional[str] = None,
+                 suffix=DEFAULT_SUFFIX) -> tuple:
+    """(ReviewSession, left_out): the images to review (`suffix`: which contrast) and those left out, with
+    reasons."""
     if include and qc_fail:
         raise RootletsError("Give -include or -qc-fail, not both.")
     folders = ReviewFolders.of(path_data, path_pred, path_out)
     listed = read_qc_fail_yml(qc_fail) if qc_fail else None
-    items, left_out = find_items(folders, include=include, listed=listed)
+    items, left_out = find_items(folders, include=include, listed=listed, suffix=suffix)
     if not items and listed is not None:
-        raise RootletsError(f"No image to review: none of the {len(listed)} image(s) listed in {qc_fail} is a T2w "
+        raise RootletsError(f"No image to review: none of the {len(listed)} image(s) listed in {qc_fail} is an "
                             f"image of {folders.data} with a prediction in {folders.pred_labels} or a correction in "
                             f"{folders.out}.")
     if not items:
@@ -437,11 +440,11 @@ def open_session(*, path_data, path_pred, path_out=None, include: Optional[str] 
 
 def serve_review(*, path_data, path_pred, path_out=None, include: Optional[str] = None,
                  qc_fail: Optional[str] = None, rater: str = "", port: int = DEFAULT_PORT,
-                 on_ready: Callable[[str], None] = print) -> ReviewSession:
+                 on_ready: Callable[[str], None] = print, suffix=DEFAULT_SUFFIX) -> ReviewSession:
     """Serve the review of a dataset until interrupted (Ctrl+C); `on_ready(url)` gets the address with its token.
     Returns the session (marks, number of saves) once stopped."""
     session, left_out = open_session(path_data=path_data, path_pred=path_pred, path_out=path_out, include=include,
-                                      qc_fail=qc_fail, rater=rater)
+                                      qc_fail=qc_fail, rater=rater, suffix=suffix)
     for path, reason in left_out:
         logger.info("Left out %s: %s", path, reason)
     server = ReviewServer(session, port)

@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 from sct_rootlets.store import install, registry
 from sct_rootlets.store.download import sha256_of_file
 from sct_rootlets.errors import InstallError, ModelError
+from sct_rootlets.io.bids import channel_contrasts
 from sct_rootlets.io.image import sct_orientation_to_axcodes
 from sct_rootlets.store.model_folder import ModelFolder, open_model_folder
 from sct_rootlets.store.sct_copy import SctCopy, find_sct_copy, verified_hashes
@@ -42,6 +43,7 @@ class ResolvedModel:
     archive_sha256: Optional[str] = None
     url: Optional[str] = None
     source: Optional[str] = None  # where the folder comes from when it is not ours, e.g. "SCT (<folder>)"
+    contrasts: tuple = ()         # what the model was made for, as its card (else its dataset.json) names them
 
 
 def _files_digest(folder: ModelFolder, file_hashes: dict) -> str:
@@ -62,6 +64,14 @@ def _orientation(folder: ModelFolder, card: Optional[registry.ModelCard]) -> str
     return orientation.upper()
 
 
+def _contrasts(folder: ModelFolder, card: Optional[registry.ModelCard]) -> tuple:
+    """The card's contrasts, else the channel names of dataset.json (what a model built here was trained on)."""
+    if card is not None:
+        return card.contrasts
+    names = (folder.dataset_json.get("channel_names") or {}).values()
+    return tuple(contrast for name in names for contrast in channel_contrasts(str(name)))
+
+
 def _from_installation(name: str, folds) -> ResolvedModel:
     installation = install.read_installation(name)
     if installation is None:
@@ -74,7 +84,7 @@ def _from_installation(name: str, folds) -> ResolvedModel:
     return ResolvedModel(name=name, version=installation.provenance.get("version", "unknown"), folder=folder,
                          orientation=_orientation(folder, card), files_sha256=_files_digest(folder, hashes),
                          file_hashes=hashes, archive_sha256=installation.archive_sha256,
-                         url=installation.provenance.get("source"))
+                         url=installation.provenance.get("source"), contrasts=_contrasts(folder, card))
 
 
 def _from_sct_copy(copy: SctCopy, folds) -> ResolvedModel:
@@ -88,7 +98,7 @@ def _from_sct_copy(copy: SctCopy, folds) -> ResolvedModel:
     card = registry.all_cards().get(copy.name)
     return ResolvedModel(name=copy.name, version=copy.version, folder=folder, orientation=_orientation(folder, card),
                          files_sha256=_files_digest(folder, hashes), file_hashes=hashes, url=copy.url,
-                         source=copy.source)
+                         source=copy.source, contrasts=_contrasts(folder, card))
 
 
 def sct_copy_of(name: str) -> Optional[SctCopy]:
@@ -110,7 +120,8 @@ def _from_path(path: Path, folds) -> ResolvedModel:
     hashes = {file: sha256_of_file(file) for file in folder.files}
     return ResolvedModel(name=folder.trainer_dir.parent.name if folder.trainer_dir != path else path.name,
                          version="unknown", folder=folder, orientation=_orientation(folder, None),
-                         files_sha256=_files_digest(folder, hashes), file_hashes=hashes)
+                         files_sha256=_files_digest(folder, hashes), file_hashes=hashes,
+                         contrasts=_contrasts(folder, None))
 
 
 def offline_mode() -> bool:

@@ -132,22 +132,23 @@ def augment_case(rng, image: nib.Nifti1Image, label: np.ndarray, options: Augmen
 
 
 def augment_dataset(source: Path, output: Path, *, label_suffix: str, count: int, seed: int,
-                    options: AugmentOptions = AugmentOptions(), overwrite: bool = False,
+                    suffix=bids.DEFAULT_SUFFIX, options: AugmentOptions = AugmentOptions(), overwrite: bool = False,
                     progress: bool = False) -> list:
-    """Write `count` variants of every image of a BIDS dataset that has a `label_suffix` label, as sessions
-    `ses-aug01`... of its subject (labels under derivatives/labels); the original is copied as `ses-aug00`.
+    """Write `count` variants of every image of a BIDS dataset that `suffix` selects (see `bids.ImageSuffix`) and
+    that has a `label_suffix` label, as sessions `ses-aug01`... of its subject (labels under derivatives/labels);
+    the original is copied as `ses-aug00`.
     Returns the images written. Variant k of an image is the same for the same seed. Existing variants are
     refused (OutputError) before anything is written, unless `overwrite`."""
     from tqdm import tqdm
 
-    images, _ = bids.discover(Path(source))
+    images, _ = bids.discover(Path(source), suffix)
     pairs = []
     for image in images:
         label = Path(source) / "derivatives" / "labels" / image.relative_folder / f"{image.stem}{label_suffix}.nii.gz"
         if label.is_file():
             pairs.append((image, label))
     if not pairs:
-        raise InputImageError(f"{source} has no T2w image with a {label_suffix} label in derivatives/labels.")
+        raise InputImageError(f"{source} has no {suffix} image with a {label_suffix} label in derivatives/labels.")
     jobs = [(index, image, label, k) for index, (image, label) in enumerate(pairs) for k in range(count + 1)]
     existing = [target for *_, target in (bids.variant_paths(Path(output), image, k) for _, image, _, k in jobs)
                 if target.exists()]

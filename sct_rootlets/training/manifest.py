@@ -74,13 +74,15 @@ def _warn_empty(empty: list, dataset: Path) -> None:
                    "-keep-empty-labels keeps them): %s%s.", len(empty), named, more)
 
 
-def manifest_from_bids(dataset: Path, *, label_suffix: str = "_label-rootlets_dseg", test_fraction: float = 0.2,
-                       seed: int = 0, rater: str = "", keep_empty: bool = False) -> pd.DataFrame:
-    """A starting manifest: every T2w image with a rootlets label in derivatives/labels, split by subject; the rater
-    of each label from its sidecar, else `rater`. Empty labels are left out with one warning unless `keep_empty`."""
+def manifest_from_bids(dataset: Path, *, suffix=bids.DEFAULT_SUFFIX, label_suffix: str = "_label-rootlets_dseg",
+                       test_fraction: float = 0.2, seed: int = 0, rater: str = "",
+                       keep_empty: bool = False) -> pd.DataFrame:
+    """A starting manifest: every image that `suffix` selects (see `bids.ImageSuffix`) with a rootlets label in
+    derivatives/labels, split by subject; the rater of each label from its sidecar, else `rater`. Empty labels are
+    left out with one warning unless `keep_empty`."""
     dataset = Path(dataset)
     rows, empty = [], []
-    for image in bids.discover(dataset)[0]:
+    for image in bids.discover(dataset, suffix)[0]:
         label = dataset / "derivatives" / "labels" / image.relative_folder / f"{image.stem}{label_suffix}.nii.gz"
         if label.is_file() and not keep_empty and is_empty_label(label):
             empty.append(label)

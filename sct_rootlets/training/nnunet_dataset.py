@@ -1,5 +1,7 @@
 """Manifest -> nnU-Net v2 raw dataset, checking every pair before anything is written.
 
+The input channel is named by the images' contrasts (`T2w`, `UNIT1`, `T1w-INV1+T1w-INV2` ...: see
+`bids.channel_name`), read from their file names.
 Images and labels are stored reoriented to SCT's LPI (nibabel RAS) and dataset.json says so
 (`image_orientation`), so inference reorients exactly as it did for training. Label modes:
 - level: values as they are (2=C2 ... 9=T1), labels named lvl1..lvlN as in the published models;
@@ -22,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from sct_rootlets.errors import InputImageError
+from sct_rootlets.io.bids import card_contrast, channel_name
 from sct_rootlets.io.image import check_same_grid, load_input_image, load_label_image, nifti_stem
 from sct_rootlets.training.manifest import DatasetError, read_manifest
 
@@ -68,6 +71,12 @@ def parse_recode(text: str) -> dict:
     if not recode or min(recode) < 1 or min(recode.values()) < 0 or max(recode.values()) > 255:
         raise DatasetError(f"Recode map {text!r} must map positive labels to values 0..255.")
     return recode
+
+
+def manifest_channel_name(table: pd.DataFrame) -> str:
+    """dataset.json's channel name: the contrasts of the manifest's images (as model cards name them), so that
+    the exported model's card lists what it was trained on."""
+    return channel_name(card_contrast(nifti_stem(Path(image))) for image in table.image)
 
 
 def case_id(row) -> str:
@@ -178,7 +187,7 @@ def build_dataset(bids_root, manifest, output_raw, *, dataset_id: int, name: str
             case = case_id(row)
             _write_reoriented(bids_root / row.image, staging / f"images{suffix}" / f"{case}_0000.nii.gz")
             _write_reoriented(bids_root / row.label, staging / f"labels{suffix}" / f"{case}.nii.gz", scheme.apply)
-        dataset_json = {"channel_names": {"0": "T2w"}, "labels": scheme.label_names(),
+        dataset_json = {"channel_names": {"0": manifest_channel_name(table)}, "labels": scheme.label_names(),
                         "numTraining": int((table.split == "train").sum()), "file_ending": ".nii.gz",
                         "image_orientation": "LPI", "label_mode": scheme.mode,
                         **({"recode": {str(k): v for k, v in scheme.recode.items()}} if scheme.recode else {})}

@@ -16,20 +16,20 @@ MANUAL_SUFFIX = "_label-rootlets_dseg"
 AUTO_SUFFIX = "_label-rootlets_desc-auto_dseg"
 
 
-def predict_to_bids(dataset, *, model: Optional[str] = None, include: Optional[str] = None,
-                    exclude: Optional[str] = None, device: str = "auto", threads: Optional[int] = None,
-                    folds: Optional[Sequence[str]] = None,
+def predict_to_bids(dataset, *, model: Optional[str] = None, suffix=bids.DEFAULT_SUFFIX,
+                    include: Optional[str] = None, exclude: Optional[str] = None, device: str = "auto",
+                    threads: Optional[int] = None, folds: Optional[Sequence[str]] = None,
                     postprocessing: PostProcessing = PostProcessing(canal_mm=None),
                     overwrite: bool = False, command_line: str = "sct_rootlets_dataset predict-to-bids") -> list:
     """Write `derivatives/labels/<sub>/[<ses>/]anat/<stem>_label-rootlets_desc-auto_dseg.nii.gz` (+ JSON) for
-    every selected image without a manual rootlets label; return the written paths. The whole image is predicted
-    and no cord is computed, so the default post-processing leaves out the canal filter (the sidecar then says
-    what was done)."""
+    every selected image (`suffix`: which contrast, see `bids.ImageSuffix`) without a manual rootlets label;
+    return the written paths. The whole image is predicted and no cord is computed, so the default
+    post-processing leaves out the canal filter (the sidecar then says what was done)."""
     from sct_rootlets.inference.session import InferenceSession
     from sct_rootlets.store.resolve import resolve_model
 
     dataset = Path(dataset)
-    images = bids.select(bids.discover(dataset)[0], include, exclude)
+    images = bids.select(bids.discover(dataset, suffix)[0], include, exclude)
     todo = []
     for image in images:
         folder = dataset / "derivatives" / "labels" / image.relative_folder
@@ -42,7 +42,9 @@ def predict_to_bids(dataset, *, model: Optional[str] = None, include: Optional[s
         todo.append((image, target))
     if not todo:
         return []
-    session = InferenceSession(resolve_model(model, folds), device=device, threads=threads)
+    resolved = resolve_model(model, folds)
+    bids.warn_unlisted_contrasts([image for image, _ in todo], resolved.name, resolved.contrasts)
+    session = InferenceSession(resolved, device=device, threads=threads)
     written = []
     for image, target in todo:
         source = load_input_image(image.path)

@@ -21,6 +21,7 @@ from sct_rootlets.store.download import sha256_of_file
 from sct_rootlets.errors import RootletsError
 from sct_rootlets.anatomy.levels import spinal_level_name
 from sct_rootlets.inference.nnunet import require_nnunet
+from sct_rootlets.io.bids import channel_contrasts
 
 CONFIGURATION = "3d_fullres"
 TRAINER_FOLDER = f"nnUNetTrainer__nnUNetPlans__{CONFIGURATION}"
@@ -219,7 +220,8 @@ def _card(name: str, version: str, dataset_json: dict, description: str, urls: S
         labels = {spinal_level_name(v): v for v in values if v >= 2}
     return {"name": name, "version": version, "default": False, "description": description, "urls": list(urls),
             "sha256": sha256, "labels": labels, "image_orientation": dataset_json.get("image_orientation", "LPI"),
-            "contrasts": [dataset_json["channel_names"]["0"]], "license": "see the training data",
+            "contrasts": list(channel_contrasts(dataset_json["channel_names"]["0"])),
+            "license": "see the training data",
             "citation": "trained with sct_rootlets (nnU-Net v2: Isensee et al., Nature Methods 2021)"}
 
 
