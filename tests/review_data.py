@@ -112,28 +112,27 @@ def real_rootlets(cord: np.ndarray) -> np.ndarray:
 
 def make_real_review_data(root: Path) -> dict:
     """REAL_SUBJECTS copied into a BIDS dataset under `root` (never written in the shared data) with their manual
-    cord masks and a prediction from `real_rootlets`; same keys as `make_review_data`, plus 'cords'."""
+    cord masks and a prediction from `real_rootlets` (made in the scan's own P-S-R storage, then stored as the
+    image is); same keys as `make_review_data`, plus 'cords'."""
     data, pred = root / "ds", root / "preds" / "derivatives"
     out = {"data": data, "pred": pred, "images": {}, "predictions": {}, "cords": {}}
     for subject, axcodes in REAL_SUBJECTS:
         stem = f"{subject}_T2w"
         image = nib.load(REAL_BIDS / subject / "anat" / f"{stem}.nii.gz")
-        cord = nib.load(REAL_BIDS / "derivatives" / "labels" / subject / "anat" / f"{stem}_label-SC_seg.nii.gz")
-        if axcodes:
-            image, cord = stored_as(image, axcodes), stored_as(cord, axcodes)
-        cord_data = np.asarray(cord.dataobj).astype(np.uint8)
-        rootlets = nib.Nifti1Image(real_rootlets(cord_data), image.affine, image.header)
-        rootlets.set_data_dtype(np.uint8)
-        rootlets.header.set_slope_inter(1, 0)
+        cord_data = np.asarray(nib.load(REAL_BIDS / "derivatives" / "labels" / subject / "anat"
+                                        / f"{stem}_label-SC_seg.nii.gz").dataobj).astype(np.uint8)
+        files = {"images": image, "cords": nib.Nifti1Image(cord_data, image.affine, image.header),
+                 "predictions": nib.Nifti1Image(real_rootlets(cord_data), image.affine, image.header)}
         paths = {"images": data / subject / "anat" / f"{stem}.nii.gz",
                  "cords": data / "derivatives" / "labels" / subject / "anat" / f"{stem}_label-SC_seg.nii.gz",
                  "predictions": pred / "labels" / subject / "anat" / f"{stem}_label-rootlets_dseg.nii.gz"}
-        for kind, img in (("images", image), ("cords", nib.Nifti1Image(cord_data, image.affine, image.header)),
-                          ("predictions", rootlets)):
-            paths[kind].parent.mkdir(parents=True, exist_ok=True)
-            if kind == "cords":
+        for kind, img in files.items():
+            if kind != "images":
                 img.set_data_dtype(np.uint8)
                 img.header.set_slope_inter(1, 0)
+            if axcodes:
+                img = stored_as(img, axcodes)
+            paths[kind].parent.mkdir(parents=True, exist_ok=True)
             nib.save(img, paths[kind])
             out[kind][subject] = paths[kind]
         sidecar = {"GeneratedBy": [MODEL_ENTRY], "Model": {"Name": "tiny", "FilesSHA256": "0" * 64}}

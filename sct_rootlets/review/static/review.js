@@ -36,12 +36,13 @@
     multiplanarShowRender: niivue.SHOW_RENDER.ALWAYS, maxDrawUndoBitmaps: 64, penSize: 1,
     viewModeHotKey: 'None', clipPlaneHotKey: 'None', cycleClipPlaneHotKey: 'None', loadingText: '',
     logLevel: 'warn', isOrientCube: false, crosshairColor: [0.9, 0.1, 0.1, 0.6], crosshairWidth: 0.2,
-    // Right drag: window/level by mouse movement alone (NiiVue's 'contrast' box does nothing on PSR-stored
-    // scans); middle or Shift+left drag: pan. The wheel then scrolls slices; Ctrl+wheel zooms (ours).
-    mouseEventConfig: {
-      leftButton: { primary: niivue.DRAG_MODE.crosshair, withShift: niivue.DRAG_MODE.pan },
-      rightButton: niivue.DRAG_MODE.windowing, centerButton: niivue.DRAG_MODE.pan,
-    },
+  });
+  // Right drag: window/level by mouse movement alone (NiiVue's 'contrast' box does nothing on PSR-stored scans);
+  // middle or Shift+left drag: pan. With no drag mode of 'pan', the wheel scrolls slices; Ctrl+wheel zooms (ours).
+  nv.setDragMode('windowing');
+  nv.setMouseEventConfig({
+    leftButton: { primary: niivue.DRAG_MODE.crosshair, withShift: niivue.DRAG_MODE.pan },
+    rightButton: niivue.DRAG_MODE.windowing, centerButton: niivue.DRAG_MODE.pan,
   });
 
   // --- small helpers ---------------------------------------------------------------------------------------
@@ -688,7 +689,7 @@
     const [x, y, z] = hit.vox;
     const [, nx, ny] = nv.back.dims;
     const label = nv.drawBitmap ? nv.drawBitmap[x + y * nx + z * nx * ny] : 0;
-    const mm = Array.from(nv.frac2mm(hit.frac)).slice(0, 3).map((v) => v.toFixed(1));
+    const mm = Array.from(nv.back.vox2mm(hit.vox, nv.back.matRAS)).slice(0, 3).map((v) => v.toFixed(1)); // voxel centre
     const value = nv.back.getValue(x, y, z);
     $('#readout').textContent = `${label ? levelName(label) : 'no label'} · ${Math.round(value * 10) / 10}`
       + ` · (${mm.join(', ')}) mm`;
