@@ -199,6 +199,10 @@ def test_paint_erase_relabel_undo_redo_fill_save_through_the_page(browser, serve
     for voxel in square:
         expected[ras.file_voxel(voxel)] = 6
 
+    _keys(browser, " 4")  # labels hidden: nothing is painted unseen (the saved file below has no such voxel)
+    _click_voxel(browser, tuple(int(v) for v in np.argwhere(prediction == 0)[7]))
+    _keys(browser, " ")
+
     _keys(browser, "s")
     result = _wait_saved(browser)
     assert result["ok"], result
@@ -415,6 +419,22 @@ def test_real_scans_window_zoom_brushes_and_piece_erase_in_psr_and_ras_storage(b
     assert _js(browser, "review.nv.getCustomLayout()") is None and _js(browser, "review.nv.opts.sliceType") == 3
     _keys(browser, "t")  # 3D off again (slow in software rendering)
     assert _js(browser, "review.nv.getCustomLayout().length") == 3
+    opacity = browser.find_element("id", "opacity")
+    opacity.send_keys(Keys.ARROW_LEFT, Keys.ARROW_LEFT, Keys.ESCAPE)  # the labels' opacity slider, 85 % to 75 %
+    assert _js(browser, "review.nv.drawRimOpacity") == pytest.approx(0.75)  # (outlined: the rim carries it)
+
+    # NiiVue's own keys do nothing (l: cross-hair right, m: drag mode), even with the canvas focused; the key help
+    # covers the image, not the list
+    where = _js(browser, "review.crosshairVoxel()")
+    browser.execute_script("review.nv.canvas.focus()")
+    ActionChains(browser).send_keys("lm").perform()
+    assert _js(browser, "review.crosshairVoxel()") == where
+    assert _js(browser, "[review.nv.opts.dragMode, document.activeElement.id]") == [9, "gl"]  # windowing
+    height = browser.find_element("id", "list-box").size["height"]
+    _keys(browser, "?")
+    assert browser.find_element("id", "help").is_displayed()
+    assert browser.find_element("id", "list-box").size["height"] == height
+    _keys(browser, "?")
 
     _keys(browser, "k")
     _wait_loaded(browser, 0)

@@ -79,7 +79,7 @@
   function levelColormap() {
     const cmap = { R: [0, 128], G: [0, 128], B: [0, 128], A: [0, 255], I: [0, 1], labels: ['', 'lvl1'] };
     for (const level of state.session.levels) {
-      const [r, g, b] = hexToRgb(LEVEL_COLOURS[level.value] || level.colour);
+      const [r, g, b] = hexToRgb(LEVEL_COLOURS[level.value]);
       cmap.R.push(r); cmap.G.push(g); cmap.B.push(b); cmap.I.push(level.value);
       cmap.A.push(state.hidden.has(level.value) ? 0 : 255);
       cmap.labels.push(level.name);
@@ -535,7 +535,8 @@
     const value = state.tool === 'erase-piece' ? 0 : state.level;
     const changed = relabelAt(x, y, z, value);
     if (!changed) status('No rootlet to change under the cross-hair: click on one.');
-    else status(value ? `Relabelled ${changed} voxels to ${levelName(value)}.` : `Erased a piece of ${changed} voxels.`);
+    else if (value) status(`Relabelled ${changed} voxels to ${levelName(value)}.`);
+    else status(`Erased a piece of ${changed} voxels.`);
     return changed;
   }
 
@@ -576,7 +577,9 @@
     const value = state.tool === 'paint' ? state.level : 0;
     const from = state.stroke.last || vox;
     const steps = Math.max(1, ...vox.map((v, a) => Math.abs(v - from[a])));
-    for (let s = 1; s <= steps; s++) paintBall(vox.map((v, a) => Math.round(from[a] + ((v - from[a]) * s) / steps)), value);
+    for (let s = 1; s <= steps; s++) {
+      paintBall(vox.map((v, a) => Math.round(from[a] + ((v - from[a]) * s) / steps)), value);
+    }
     state.stroke.last = vox;
     nv.refreshDrawing(true);
   }
@@ -614,6 +617,10 @@
    *  current plane: NiiVue's shape interpolation (not intensity-guided, so the result is the painted shapes
    *  blended, nothing else), run on that level alone and never over another level. */
   function fillBetween() {
+    if (!state.labelsShown) {
+      status('Labels hidden: show them (space) to edit.', 'error');
+      return 0;
+    }
     const [, nx, ny, nz] = nv.back.dims;
     const axis = { [ST.SAGITTAL]: 0, [ST.CORONAL]: 1, [ST.AXIAL]: 2 }[state.plane];
     const n = [nx, ny, nz][axis];
@@ -857,7 +864,7 @@
       button.dataset.level = level.value;
       button.textContent = level.name;
       button.title = `paint ${level.name} (key ${level.value}; Shift+click or Shift+${level.value}: hide)`;
-      button.style.background = LEVEL_COLOURS[level.value] || level.colour;
+      button.style.background = LEVEL_COLOURS[level.value];
       button.addEventListener('click', (event) => (event.shiftKey ? toggleLevel(level.value)
         : setTool('paint', level.value)));
       $('#levels').appendChild(button);
