@@ -33,7 +33,7 @@
 
   const nv = new niivue.Niivue({
     backColor: [0, 0, 0, 1], show3Dcrosshair: true, isColorbar: false, dragAndDropEnabled: false,
-    multiplanarShowRender: niivue.SHOW_RENDER.ALWAYS, maxDrawUndoBitmaps: 64, penSize: 1,
+    maxDrawUndoBitmaps: 64, penSize: 1,
     viewModeHotKey: 'None', clipPlaneHotKey: 'None', cycleClipPlaneHotKey: 'None', loadingText: '',
     logLevel: 'warn', isOrientCube: false, crosshairColor: [0.9, 0.1, 0.1, 0.6], crosshairWidth: 0.2,
   });
@@ -226,56 +226,68 @@
     return [1, 2, 3].map((a) => dims[a] * pix[a]);
   }
 
-  /** Three planes at one scale, grouped in rows or columns, whichever arrangement draws them largest: narrow
-   *  fields of view (52 mm left-right) then fill the canvas instead of leaving half of it black. */
+  /** Every way to split `items` into groups (set partitions): 5 for three tiles, 15 for four. */
+  function partitions(items) {
+    if (!items.length) return [[]];
+    const [first, ...rest] = items;
+    const out = [];
+    for (const partition of partitions(rest)) {
+      out.push([[first], ...partition]);
+      partition.forEach((_, i) => out.push(partition.map((group, j) => (i === j ? [first, ...group] : group))));
+    }
+    return out;
+  }
+
+  /** The three planes (and the 3D rendering if asked) at one scale, grouped in rows or in columns, whichever
+   *  arrangement draws them largest: narrow fields of view (52 mm left-right) then fill the canvas instead of
+   *  leaving half of it black. The rendering gets a square half the largest extent: it is for orientation. */
   function planesLayout() {
     const [x, y, z] = extentMM();
     const tiles = [[ST.SAGITTAL, y, z], [ST.CORONAL, x, z], [ST.AXIAL, x, y]];
+    if (state.show3D) tiles.push([ST.RENDER, Math.max(x, y, z) / 2, Math.max(x, y, z) / 2]);
     const width = nv.canvas.clientWidth;
     const height = nv.canvas.clientHeight;
-    const groupings = [[[0, 1, 2]], [[0], [1, 2]], [[1], [0, 2]], [[2], [0, 1]], [[0], [1], [2]]];
     let best = null;
     for (const rows of [true, false]) {
-      for (const groups of groupings) {
-        // rows: groups stacked top to bottom, tiles side by side; columns: the same, transposed
-        const along = (t) => (rows ? tiles[t][1] : tiles[t][2]);
-        const across = (t) => (rows ? tiles[t][2] : tiles[t][1]);
-        const groupAlong = groups.map((g) => g.reduce((s, t) => s + along(t), 0));
+      // rows: groups stacked top to bottom, their tiles side by side; columns: the same, transposed
+      const along = (t) => (rows ? tiles[t][1] : tiles[t][2]);
+      const across = (t) => (rows ? tiles[t][2] : tiles[t][1]);
+      const [spanAlong, spanAcross] = rows ? [width, height] : [height, width];
+      for (const groups of partitions(tiles.map((_, t) => t))) {
+        const groupAlong = groups.map((g) => g.reduce((sum, t) => sum + along(t), 0));
         const groupAcross = groups.map((g) => Math.max(...g.map(across)));
-        const [spanAlong, spanAcross] = rows ? [width, height] : [height, width];
         const scale = Math.min(spanAlong / Math.max(...groupAlong),
-          spanAcross / groupAcross.reduce((s, v) => s + v, 0));
+          spanAcross / groupAcross.reduce((sum, v) => sum + v, 0));
         if (!best || scale > best.scale) best = { scale, rows, groups, groupAlong, groupAcross, along };
       }
     }
+    // fractions of the canvas; the last of each run ends exactly at 1 (NiiVue clips, with a warning, past it)
+    const totalAcross = best.groupAcross.reduce((sum, v) => sum + v, 0);
     const cells = [];
-    const totalAcross = best.groupAcross.reduce((s, v) => s + v, 0);
     let offset = 0;
     best.groups.forEach((group, g) => {
-      const size = best.groupAcross[g] / totalAcross;
+      const size = g === best.groups.length - 1 ? 1 - offset : best.groupAcross[g] / totalAcross;
       let position = 0;
-      for (const t of group) {
-        const share = best.along(t) / best.groupAlong[g];
+      group.forEach((t, n) => {
+        const share = n === group.length - 1 ? 1 - position : best.along(t) / best.groupAlong[g];
         cells.push({ sliceType: tiles[t][0],
           position: best.rows ? [position, offset, share, size] : [offset, position, size, share] });
         position += share;
-      }
+      });
       offset += size;
     });
     return cells;
   }
 
   function applyLayout() {
+    if (!nv.back) return; // nothing loaded yet: the layout follows with the image
     const layout = LAYOUTS[state.layout];
-    if (layout !== 'planes') {
+    if (layout === 'planes') {
+      nv.setCustomLayout(planesLayout());
+    } else {
       nv.clearCustomLayout();
       nv.setSliceType(SINGLE[layout]);
       state.plane = SINGLE[layout];
-    } else if (state.show3D) {
-      nv.clearCustomLayout();
-      nv.setSliceType(ST.MULTIPLANAR);
-    } else if (nv.back) {
-      nv.setCustomLayout(planesLayout());
     }
     $('#layout').textContent = `Layout: ${layout}${layout === 'planes' && state.show3D ? ' + 3D' : ''}`;
     nv.drawScene();
@@ -412,13 +424,14 @@
     await load(index);
   }
 
-  async function revert() {
-    if (!isDirty() || !window.confirm('Discard the unsaved edits of this image?')) return;
-    nv.drawBitmap.set(state.clean);
-    nv.drawAddUndoBitmap();
-    nv.refreshDrawing(true);
-    edited();
-    status('Edits discarded: back to what was loaded.');
+  /** Open this image again from disk (the newest correction, e.g. after a refused save), dropping its unsaved
+   *  edits once confirmed. */
+  async function reload() {
+    if (state.loading || (isDirty() && !window.confirm('Discard the unsaved edits of this image and reload it?'))) {
+      return;
+    }
+    state.drafts.delete(state.index);
+    await load(state.index);
   }
 
   // --- tools ------------------------------------------------------------------------------------------------
@@ -754,7 +767,7 @@
       if (!response.ok) {
         const message = await errorText(response);
         state.lastSave = { ok: false, status: response.status, message };
-        status(message, 'error');
+        status(response.status === 409 ? `${message} (X reloads it.)` : message, 'error');
         return false;
       }
       const result = await response.json();
@@ -825,7 +838,7 @@
     else if (key === 'Escape') { toggleHelp(false); setTool('navigate'); }
     else if (key === 'u') undo();
     else if (key === 'U') redo();
-    else if (key === 'X') revert();
+    else if (key === 'X') reload();
     else if (key === 's') save();
     else if (key === 'p') mark('pass');
     else if (key === 'f') mark('fail');
@@ -914,7 +927,7 @@
     }, { capture: true, passive: false });
     // NiiVue's double click resets the window to its own range; ours is 'w'.
     view.addEventListener('dblclick', (event) => event.stopPropagation(), true);
-    window.addEventListener('resize', () => { if (nv.back) applyLayout(); });
+    window.addEventListener('resize', applyLayout);
     window.addEventListener('beforeunload', (event) => {
       if (isDirty() || state.drafts.size) event.preventDefault();
     });
