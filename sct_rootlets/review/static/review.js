@@ -371,7 +371,7 @@
       setWindow(...(view ? view.window : state.defaultWindow));
       applyLabelDisplay();
       applyLayout();
-      if (!draft) centreOnLabels();
+      centreOnLabels();
       setTool(state.tool);
       renderList();
       renderItem();
@@ -607,7 +607,7 @@
     strokeTo(hit.vox);
   }
 
-  function ballMouseMove(event) {
+  function onMouseMove(event) {
     const hit = pointer(event);
     if (hit) {
       state.plane = LAYOUTS[state.layout] === 'planes' ? hit.plane : state.plane;
@@ -909,7 +909,7 @@
     window.addEventListener('keyup', (event) => { if (event.target === nv.canvas) event.stopPropagation(); }, true);
     const view = $('#view');
     view.addEventListener('mousedown', ballMouseDown, true);
-    view.addEventListener('mousemove', ballMouseMove, true);
+    view.addEventListener('mousemove', onMouseMove, true);
     view.addEventListener('mouseup', ballMouseUp, true);
     view.addEventListener('mouseup', (event) => {
       if (event.button === 0 && ['relabel', 'erase-piece'].includes(state.tool) && state.labelsShown) {
@@ -952,8 +952,8 @@
   }
 
   window.review = {
-    state, nv, load, go, save, mark, undo, redo, setTool, relabelAt, goToVoxel, voxelToCanvas, crosshairVoxel,
-    countLabelled, isDirty, defaultWindow, LEVEL_COLOURS,
+    state, nv, load, go, save, mark, undo, setTool, relabelAt, goToVoxel, voxelToCanvas, crosshairVoxel,
+    countLabelled, isDirty, LEVEL_COLOURS,
   };
   start().catch((error) => status(`The page failed to start: ${error.message || error}`, 'error'));
 })();
