@@ -15,8 +15,8 @@
   const LEVEL_COLOURS = { 2: '#E6194B', 3: '#F58231', 4: '#FFE119', 5: '#4363D8', 6: '#F032E6', 7: '#42D4F4',
     8: '#A070FF', 9: '#FABED4' };
   const CORD_OPACITY = 0.25;
-  // Window from the canal (the cord mask dilated by this much) or the whole image: robust percentiles, not
-  // min/max, and high enough that the CSF around the cord is not saturated.
+  // Window from the canal (the cord mask dilated by this much along each axis: a box) or the whole image: robust
+  // percentiles, not min/max, and high enough that the CSF around the cord is not saturated.
   const CANAL_MM = 5;
   const WINDOW_PERCENTILES = [0.5, 99.9];
   const LAYOUTS = ['planes', 'sagittal', 'axial', 'coronal'];
@@ -181,7 +181,7 @@
     return out;
   }
 
-  /** The default window: percentiles inside the canal (cord mask dilated by CANAL_MM), else of the image's
+  /** The default window: percentiles inside the canal (cord mask dilated by a box of CANAL_MM), else of the image's
    *  non-zero voxels. Both volumes are read in the file's own voxel order (same grid), so any storage works. */
   function defaultWindow() {
     const image = nv.volumes[0];
