@@ -387,8 +387,11 @@ def test_real_scans_window_zoom_brushes_and_piece_erase_in_psr_and_ras_storage(b
     distances = [np.linalg.norm(np.subtract(a, b)) for n, a in enumerate(colours) for b in colours[n + 1:]]
     assert len(colours) == 8 and min(distances) > 60
     assert min(np.linalg.norm(np.subtract(c, (0, 255, 0))) for c in colours) > 150
-    # no 3D tile by default; the three planes fill the canvas's height or width
+    # no 3D tile by default; the three planes share the canvas's width (the axial and coronal tiles of these
+    # 52 mm wide scans were 74 px wide in NiiVue's grid)
     assert _js(browser, "review.nv.getCustomLayout().map((t) => t.sliceType)") == [SAGITTAL, CORONAL, AXIAL]
+    widths = _js(browser, "review.nv.screenSlices.map((s) => s.leftTopWidthHeight[2])")
+    assert min(widths) > 100 and sum(widths) > 0.95 * _js(browser, "review.nv.canvas.width")
     _check_real_scan(browser, data, session, 0)
     _keys(browser, "+")  # zoom and window are kept per image
     _right_drag(browser, 40, 0)
