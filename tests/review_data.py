@@ -9,7 +9,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from conftest import ras_image, stored_as, synthetic_t2w
+from conftest import SHARED_DATA, ras_image, stored_as, synthetic_t2w
 
 SHAPE = (24, 28, 20)
 MODEL_ENTRY = {"Name": "sct_rootlets_batch -path-data ds -path-output preds", "Version": "0.1.0",
@@ -90,3 +90,53 @@ class Client:
     def mark(self, index: int, mark: str):
         return self.request("POST", f"/api/items/{index}/mark", body=json.dumps({"mark": mark}).encode(),
                             headers={"Content-Type": "application/json"})
+
+
+REAL_BIDS = SHARED_DATA / "real_bids"
+#: Two real 1 mm scans of real_bids: sub-errsm11 as stored (P-S-R), sub-errsm24 rewritten in R-A-S storage.
+REAL_SUBJECTS = (("sub-errsm11", None), ("sub-errsm24", ("R", "A", "S")))
+
+
+def real_rootlets(cord: np.ndarray) -> np.ndarray:
+    """A label map for a real scan (its own storage): for each level 2..9, a 3-voxel strand along the first axis,
+    8 voxels from the cord's centre along the last axis, at heights spread over the cord's extent (second axis)."""
+    labels = np.zeros(cord.shape, np.uint8)
+    found = np.argwhere(cord > 0)
+    low, high = found[:, 1].min(), found[:, 1].max()
+    for level in range(2, 10):
+        height = int(low + (high - low) * (level - 1) / 9)
+        in_slice = found[found[:, 1] == height]
+        centre = np.round(in_slice.mean(axis=0)).astype(int) if len(in_slice) else found.mean(axis=0).astype(int)
+        labels[centre[0] - 1:centre[0] + 2, height, centre[2] + 8] = level
+    return labels
+
+
+def make_real_review_data(root: Path) -> dict:
+    """REAL_SUBJECTS copied into a BIDS dataset under `root` (never written in the shared data) with their manual
+    cord masks and a prediction from `real_rootlets` (made in the scan's own P-S-R storage, then stored as the
+    image is); same keys as `make_review_data`, plus 'cords'."""
+    data, pred = root / "ds", root / "preds" / "derivatives"
+    out = {"data": data, "pred": pred, "images": {}, "predictions": {}, "cords": {}}
+    for subject, axcodes in REAL_SUBJECTS:
+        stem = f"{subject}_T2w"
+        image = nib.load(REAL_BIDS / subject / "anat" / f"{stem}.nii.gz")
+        cord_data = np.asarray(nib.load(REAL_BIDS / "derivatives" / "labels" / subject / "anat"
+                                        / f"{stem}_label-SC_seg.nii.gz").dataobj).astype(np.uint8)
+        files = {"images": image, "cords": nib.Nifti1Image(cord_data, image.affine, image.header),
+                 "predictions": nib.Nifti1Image(real_rootlets(cord_data), image.affine, image.header)}
+        paths = {"images": data / subject / "anat" / f"{stem}.nii.gz",
+                 "cords": data / "derivatives" / "labels" / subject / "anat" / f"{stem}_label-SC_seg.nii.gz",
+                 "predictions": pred / "labels" / subject / "anat" / f"{stem}_label-rootlets_dseg.nii.gz"}
+        for kind, img in files.items():
+            if kind != "images":
+                img.set_data_dtype(np.uint8)
+                img.header.set_slope_inter(1, 0)
+            if axcodes:
+                img = stored_as(img, axcodes)
+            paths[kind].parent.mkdir(parents=True, exist_ok=True)
+            nib.save(img, paths[kind])
+            out[kind][subject] = paths[kind]
+        sidecar = {"GeneratedBy": [MODEL_ENTRY], "Model": {"Name": "tiny", "FilesSHA256": "0" * 64}}
+        paths["predictions"].with_name(f"{stem}_label-rootlets_dseg.json").write_text(json.dumps(sidecar))
+    (data / "dataset_description.json").write_text('{"Name": "review test", "BIDSVersion": "1.9.0"}')
+    return out
