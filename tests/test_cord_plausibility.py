@@ -173,3 +173,25 @@ def test_a_batch_reports_an_implausible_cord_in_its_summary_and_qc(cord_model_fi
     notes = [entry["note"] for entry in extras.values() if "note" in entry]
     assert notes == ["Computed cord not plausible (its median cross-section is 16 mm², outside the adult cord's "
                      "20-150 mm²): not used, the whole image was predicted."] * 2  # axial and sagittal of sub-04
+
+
+@pytest.mark.parametrize("command", ["sct_rootlets_cord", "sct_rootlets_levels"])
+def test_commands_that_write_a_computed_cord_refuse_an_implausible_one(command, cord_model_finds_a_blob,
+                                                                     image_path, tmp_path, capsys):
+    """sct_rootlets_cord never writes a wrong cord, and sct_rootlets_levels -img never bases levels on one: one
+    sentence, exit 1, nothing written."""
+    from sct_rootlets.cli import rootlets_cord, rootlets_levels
+
+    out = tmp_path / "out"
+    out.mkdir()
+    if command == "sct_rootlets_cord":
+        code = rootlets_cord.main(["-i", str(image_path), "-o", str(out / "seg.nii.gz"), "-v", "0"])
+    else:
+        rootlets = out / "rootlets.nii.gz"
+        nib.save(nib.Nifti1Image(_blob(nib.load(image_path).shape) * 3, nib.load(image_path).affine), rootlets)
+        code = rootlets_levels.main(["-i", str(rootlets), "-img", str(image_path), "-v", "0"])
+    assert code == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith(f"{command}: error: The cord computed in {image_path} is not "
+                                                   f"plausible (its median cross-section is 16 mm²")
+    assert sorted(p.name for p in out.iterdir()) == ([] if command == "sct_rootlets_cord" else ["rootlets.nii.gz"])

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace, argv) -> None:
         from sct_rootlets.anatomy.cord import CordSegmenter
         from sct_rootlets.io.image import load_input_image
 
-        cord_mask = CordSegmenter(model=args.cord_model).segment(load_input_image(args.img))
+        cord_mask, _ = CordSegmenter(model=args.cord_model).segment_checked(load_input_image(args.img))
     paths = write_spinal_levels(args.i, args.s, cord_mask=cord_mask, pmj_path=args.pmj, discs_path=args.discs,
                                 method=args.method, dilate_mm=args.dilate_mm, ofolder=args.ofolder,
                                 overwrite=args.overwrite)
