@@ -4,6 +4,7 @@ it runs on the PAM50 maps shipped with the package (the PMJ point and SCT's own 
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from conftest import SHARED_DATA, run_cli
 from sct_rootlets.synthetic.render import LABEL_MIN_COVERAGE, SHIPPED_PAM50, SynthOptions, generate_case, load_template
@@ -44,6 +45,25 @@ def test_same_seed_same_volume_other_seed_other_volume(template):
     np.testing.assert_array_equal(first.rootlets, again.rootlets)
     assert not np.array_equal(first.image, other.image)
     assert not np.array_equal(first.rootlets, other.rootlets)
+
+
+def test_random_contrast_draws_tissue_intensities_in_any_order(template):
+    """-random-contrast (SynthSeg-style): the same anatomy as the T2w-like volume of that seed, but the cord is
+    brighter than the CSF in some volumes (never in T2w-like ones, where the CSF is the brightest tissue)."""
+    import dataclasses
+
+    t2w_like = SynthOptions(shape=(32, 40, 100), voxel_size=(1.0, 1.0, 1.0))
+    random_contrast = dataclasses.replace(t2w_like, random_contrast=True)
+    brighter_cord = 0
+    for seed in range(6):
+        t2w, any_contrast = generate_case(template, seed, t2w_like), generate_case(template, seed, random_contrast)
+        np.testing.assert_array_equal(t2w.cord, any_contrast.cord)
+        np.testing.assert_array_equal(t2w.rootlets, any_contrast.rootlets)
+        csf = (ndimage.binary_dilation(t2w.cord > 0, iterations=2) & (t2w.cord == 0)
+               & (t2w.rootlets == 0))  # a ring around the cord: CSF in PAM50's canal
+        assert t2w.image[t2w.cord > 0].mean() < t2w.image[csf].mean()
+        brighter_cord += any_contrast.image[any_contrast.cord > 0].mean() > any_contrast.image[csf].mean()
+    assert 1 <= brighter_cord <= 5
 
 
 @needs_pmj
