@@ -66,6 +66,31 @@ def test_cord_command_on_a_real_scan(tmp_path, rootlets_home):
     assert again.returncode == 1 and "already exists; use -overwrite" in again.stderr
 
 
+REAL_CONTRASTS = SHARED_DATA / "real_contrasts"
+
+
+def test_bundled_model_finds_the_cord_in_every_contrast_at_hand():
+    """README ("Contrasts"): the bundled cord model, which saw no scan of these contrasts, finds the cord on the
+    real T1w (cord brighter than the CSF), T2*w and MT scans, against their manual masks, and each passes the
+    plausibility check, so a plain run crops around the right cord."""
+    from sct_rootlets.anatomy.cord import CordSegmenter
+    from sct_rootlets.anatomy.plausibility import implausibility, measure_cord
+    from sct_rootlets.io.image import load_input_image
+
+    if not REAL_CONTRASTS.is_dir():
+        pytest.skip(f"{REAL_CONTRASTS} is absent")
+    images = sorted(REAL_CONTRASTS.glob("sub-*/anat/*.nii.gz"))
+    assert {path.name.split("_")[-1] for path in images} == {"T1w.nii.gz", "T2starw.nii.gz", "MTS.nii.gz"}
+    segmenter = CordSegmenter(device="cpu")
+    for path in images:
+        truth = REAL_CONTRASTS / "derivatives/labels" / path.parent.relative_to(REAL_CONTRASTS) / path.name.replace(
+            ".nii.gz", "_label-SC_seg.nii.gz")
+        image = load_input_image(path)
+        mask = segmenter.segment(image)
+        assert dice(np.asanyarray(nib.load(truth).dataobj) > 0, mask > 0) >= 0.85, path.name
+        assert implausibility(measure_cord(mask, image.nifti.affine)) is None, path.name
+
+
 def test_no_cord_and_bad_input_leave_nothing_behind(tmp_path, rootlets_home):
     smooth = np.fromfunction(lambda x, y, z: 100 + x + y, (60, 80, 40)).astype(np.float32)
     folder = tmp_path / "images"

@@ -1,11 +1,13 @@
 """Cord masks with a cord model: load once, segment many.
 
-The bundled model is a small nnU-Net v2 network trained here on T2w (README, "Cord segmentation"); `-cord-model`
+The bundled model is a small nnU-Net v2 network trained here on real T2w scans in randomised contrasts and on
+volumes rendered in random contrasts (README, "Cord segmentation"); `-cord-model`
 chooses another: SCT's contrast-agnostic model (`sct-contrast-agnostic`, any contrast, used from SCT's folder when
 SCT has it), an installed cord model, or an nnU-Net folder. The model runs on the whole image in one tile when the
 image fits the model's `max_tile_voxels` at its spacing: the cord runs through the whole field of view, so no tile
 can be skipped, and one tile spares the half-patch overlaps of a sliding window. Its mask is cleaned to the cord:
-connected pieces much smaller than the largest one (false positives in other tissue) go.
+connected pieces much smaller than the largest one (false positives in other tissue) go. A computed cord is then
+checked (anatomy.plausibility) before anything relies on it.
 """
 
 import logging
