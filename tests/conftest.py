@@ -199,6 +199,14 @@ def synthetic_t2w(shape=(40, 48, 24), seed=0) -> np.ndarray:
     return np.clip(data, 0, None).astype(np.int16)
 
 
+def no_cord_t2w(shape=(40, 48, 24), seed=0) -> np.ndarray:
+    """A gradient and noise, nothing else: no cord for a cord model that reads any contrast (to it, the bright
+    tube of `synthetic_t2w` is a cord)."""
+    rng = np.random.default_rng(seed)
+    x, y, z = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    return np.clip(200 + 3 * x + 2 * y + z + rng.normal(0, 20, shape), 0, None).astype(np.int16)
+
+
 def ras_image(data=None, zooms=(0.8, 0.8, 0.8)) -> nib.Nifti1Image:
     data = synthetic_t2w() if data is None else data
     affine = np.diag([*zooms, 1.0])

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import tiny_model
-from conftest import BIN, SHARED_DATA, ras_image, run_cli, synthetic_t2w, tree_digest
+from conftest import BIN, SHARED_DATA, no_cord_t2w, ras_image, run_cli, synthetic_t2w, tree_digest
 from sct_rootlets.io import bids
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,6 +40,7 @@ def make_dataset(root: Path) -> Path:
         path = dataset / f"{name}.nii.gz"
         path.parent.mkdir(parents=True, exist_ok=True)
         nib.save(_image(seed), path)
+    nib.save(ras_image(no_cord_t2w(SHAPE)), dataset / "sub-04/anat/sub-04_T2w.nii.gz")           # no cord in it
     (dataset / "sub-07/anat/sub-07_T2w.nii.gz").write_bytes(b"not a nifti")                      # corrupt
     nib.save(nib.Nifti1Image(np.zeros(SHAPE, np.int16), np.eye(4)), dataset / "sub-09/anat/sub-09_T2w.nii.gz")
     nib.save(_image(99), dataset / "sub-01/anat/sub-01_T1w.nii.gz")
@@ -176,7 +177,7 @@ def test_process_script_under_the_sct_run_batch_contract(dataset, tiny_model_roo
     assert {(e["dataset"], e["subject"]) for e in entries} == {("ds", "sub-01"), ("ds", "sub-02")}
     assert (dataset / "sub-01/anat/sub-01_T2w.nii.gz").is_file(), "the raw dataset is untouched"
 
-    # No manual cord mask, and the cord model finds no cord in this generated image (a blob, not a spine): the job
+    # No manual cord mask, and the cord model finds no cord in this generated image (noise, not a spine): the job
     # still succeeds (no SCT needed), with rootlets but neither a cord mask nor levels ("without levels").
     no_mask = subprocess.run(["bash", str(REPO / "batch/process_rootlets.sh"), "sub-04", str(tiny_model_root)],
                              env=env, capture_output=True, text=True, timeout=600)

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 import tiny_model
-from conftest import ras_image, run_cli, synthetic_t2w
+from conftest import no_cord_t2w, ras_image, run_cli, synthetic_t2w
 from test_batch import make_dataset
 from test_inference import STOCK, stock_prediction
 
@@ -39,10 +39,10 @@ def _sidecar(nifti: Path) -> dict:
 
 @pytest.fixture
 def no_cord_image(tmp_path) -> Path:
-    """A generated volume (a bright blob off-centre, a gradient, noise): no spine, so the cord model finds no cord."""
+    """A generated volume (a gradient, noise): no spine, so the cord model finds no cord."""
     path = tmp_path / "data" / "sub-01" / "anat" / "sub-01_T2w.nii.gz"
     path.parent.mkdir(parents=True)
-    nib.save(ras_image(synthetic_t2w()), path)
+    nib.save(ras_image(no_cord_t2w()), path)
     return path
 
 
@@ -295,7 +295,7 @@ def test_batch_include_takes_the_qc_viewers_fail_list_and_writes_the_summary(sma
     summary = pd.read_csv(out / "results/rootlets_summary.csv")
     assert list(summary.columns) == ["subject", "session", "image", "spinal_level", "level_name", "voxels",
                                      "volume_mm3", "slice_start", "slice_end", "distance_from_pmj_start",
-                                     "distance_from_pmj_end", "height"]
+                                     "distance_from_pmj_end", "height", "cord_mask", "cord_reason"]
     expected = []
     for dseg in dsegs:  # worked out from the label maps themselves
         labels = _labels(dseg)
@@ -316,7 +316,8 @@ def test_batch_include_takes_the_qc_viewers_fail_list_and_writes_the_summary(sma
     for row in levels.itertuples():  # sub-02 has a manual cord mask: its extents are the levels CSV's
         assert (sub02.loc[row.spinal_level, "slice_start"], sub02.loc[row.spinal_level, "slice_end"]) == (
             row.slice_start, row.slice_end)
-    assert summary[summary.subject == "sub-05"].slice_start.isna().all(), "no cord found: no extents"
+    assert set(summary[summary.subject == "sub-02"].cord_mask) == {"given"}  # its manual mask
+    assert set(summary[summary.subject == "sub-05"].cord_mask) == {"computed"}  # none given: the cord model's
 
 
 def test_batch_failure_traceback_goes_to_the_log(small_dataset, tiny_model_root, tmp_path, rootlets_home):
