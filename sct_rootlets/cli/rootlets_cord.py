@@ -14,8 +14,8 @@ PROG = "sct_rootlets_cord"
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Segment the spinal cord with the cord model bundled with sct_rootlets (T2w, no SCT needed), "
-                    "or with SCT's contrast-agnostic model (any contrast): a binary mask on the input's grid, named "
+        description="Segment the spinal cord with the cord model bundled with sct_rootlets (no SCT "
+                    "needed), or with SCT's contrast-agnostic model: a binary mask on the input's grid, named "
                     "as SCT names cord masks.",
         epilog="Examples:\n"
                f"  {PROG} -i sub-01_T2w.nii.gz                # -> sub-01_T2w_seg.nii.gz (+ .json)\n"
@@ -23,8 +23,8 @@ def get_parser() -> argparse.ArgumentParser:
                f"  {PROG} -i sub-01_T1w.nii.gz -cord-model {CONTRAST_AGNOSTIC_CORD_MODEL}   # other contrasts",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-i", nargs="+", required=True, metavar="IMAGE", dest="inputs",
-                        help="Input image(s) (.nii or .nii.gz): T2w for the bundled model. Several images share "
-                             "one model load.")
+                        help="Input image(s) (.nii or .nii.gz), any contrast. Several images share one model "
+                             "load.")
     parser.add_argument("-o", metavar="OUTPUT",
                         help="Output file for a single input (default: <input stem>_seg.nii.gz beside it).")
     options = parser.add_argument_group("segmentation options")

@@ -7,8 +7,8 @@ from sct_rootlets.options import (BUNDLED_CORD_MODEL, CONTRAST_AGNOSTIC_CORD_MOD
                                   DEFAULT_ROI_MARGIN_MM, ENGINES, LEVEL_METHODS, REGION_MODES)
 
 #: What -cord-model says, for every command that finds the cord.
-CORD_MODEL_HELP = (f"The model that finds the cord where no cord mask is given: {BUNDLED_CORD_MODEL} (the small T2w "
-                   f"model shipped with sct_rootlets, no download), {CONTRAST_AGNOSTIC_CORD_MODEL} (SCT's "
+CORD_MODEL_HELP = (f"The model that finds the cord where no cord mask is given: {BUNDLED_CORD_MODEL} (the small "
+                   f"any-contrast model shipped with sct_rootlets, no download), {CONTRAST_AGNOSTIC_CORD_MODEL} (SCT's "
                    f"contrast-agnostic model, any contrast: used from SCT's folder when SCT has it, else install it "
                    f"with sct_deepseg_rootlets -install {CONTRAST_AGNOSTIC_CORD_MODEL}), another installed cord model, "
                    f"or an nnU-Net model folder. Default: {BUNDLED_CORD_MODEL}.")
