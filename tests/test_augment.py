@@ -53,7 +53,7 @@ def test_a_variant_keeps_anatomy_and_label_where_they_were_in_the_world(seed):
 def test_intensity_remapping_changes_which_tissue_is_bright_and_leaves_the_geometry():
     """-intensity-remap (README, "Cord segmentation"): with every variant remapped, the labelled bar (bright in the
     scan: 300 against 100) is darker than its surroundings in some variants, as the cord is on T1w against the
-    CSF, while grid and label are those of the same draw without remapping; remapping off changes nothing."""
+    CSF, while grid and label are those of the same draw without remapping."""
     image, label = _scan()
     plain = AugmentOptions(min_extent_mm=1000.0)
     remapped, darker = AugmentOptions(min_extent_mm=1000.0, remap_share=1.0), 0
@@ -66,10 +66,6 @@ def test_intensity_remapping_changes_which_tissue_is_bright_and_leaves_the_geome
         darker += data[new_label > 0].mean() < data[new_label == 0].mean()
         assert np.isfinite(data).all() and data.min() >= 0
     assert 2 <= darker <= 10, f"the bar is darker in {darker} of 12 variants: the order of tissues is random"
-    default = augment_case(np.random.default_rng(3), image, label)
-    np.testing.assert_array_equal(np.asarray(default[0].dataobj),
-                                  np.asarray(augment_case(np.random.default_rng(3), image, label, AugmentOptions(
-                                      remap_share=0.0))[0].dataobj))
 
 
 def test_variants_are_reproducible_and_differ_between_draws():
