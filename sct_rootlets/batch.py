@@ -33,6 +33,7 @@ from sct_rootlets.options import DEFAULT_REGION, DEFAULT_ROI_MARGIN_MM
 from sct_rootlets.anatomy.postprocess import PostProcessing
 from sct_rootlets.io.outputs import sidecar_content, write_label_map
 from sct_rootlets.anatomy.spinal_levels import output_paths, write_spinal_levels
+from sct_rootlets.segment import predict_labels
 
 logger = logging.getLogger(__name__)
 
@@ -168,14 +169,15 @@ def process_image(image: BidsImage, settings: BatchSettings, loaded=None) -> Ite
         check_same_grid(source, *anatomy.values())
         cord, cord_source = _cord_masks(settings).get(source, anatomy["cord"].data if "cord" in anatomy else None,
                                                       image.labels.get("cord"))
-        labels = settings.postprocessing.apply(
-            session.predict(source, cord), source.zooms, source.nifti.affine, cord=cord,
-            discs=anatomy["discs"].data if "discs" in anatomy else None)
+        labels, quality = predict_labels(session, source, settings.postprocessing, cord=cord,
+                                         cord_provenance=cord_source,
+                                         discs=anatomy["discs"].data if "discs" in anatomy else None)
         options = {**session.options_for(cord), "input": str(image.path), "cord_mask": cord_source,
                    "postprocessing": settings.postprocessing.as_dict(),
                    "levels_method": settings.levels_method}
         write_label_map(paths["dseg"], paths["sidecar"], labels, source.nifti,
-                        sidecar_content(command_line=settings.command_line, model=session.model, options=options),
+                        sidecar_content(command_line=settings.command_line, model=session.model, options=options,
+                                        quality=quality),
                         overwrite=True)
         levels_csv = None
         if cord is not None:  # no cord found: the rootlets stand, without levels

@@ -18,6 +18,7 @@ from sct_rootlets.errors import InputImageError
 from sct_rootlets.io.image import InputImage, check_same_grid, load_input_image, load_label_image
 from sct_rootlets.io.outputs import plan_outputs, plan_outputs_exist, sidecar_content, write_label_map
 from sct_rootlets.options import DEFAULT_REGION, DEFAULT_ROI_MARGIN_MM
+from sct_rootlets.quality.score import assess
 from sct_rootlets.store.resolve import resolve_model
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,17 @@ def _load_anatomy(anatomy: Anatomy, image: InputImage, postprocessing: PostProce
     if postprocessing.needs_discs and not np.any(loaded["discs"].data == postprocessing.below_disc):
         raise InputImageError(f"Disc label {postprocessing.below_disc} is not in {anatomy.discs}.")
     return {kind: label.data for kind, label in loaded.items()}
+
+
+def predict_labels(session, image: InputImage, postprocessing: PostProcessing, *, cord: Optional[np.ndarray] = None,
+                   cord_provenance: Optional[dict] = None, discs: Optional[np.ndarray] = None,
+                   prepared=None) -> tuple:
+    """(post-processed label map, its `Quality`) of one image with a loaded `InferenceSession`: what every
+    command that writes rootlet labels records. `cord` is the mask the network was restricted to and the labels
+    filtered by (None: none), `cord_provenance` the sidecar's `cord_mask` entry for it."""
+    predicted, confidence = session.predict_scored(image, cord, prepared)
+    labels = postprocessing.apply(predicted, image.zooms, image.nifti.affine, cord=cord, discs=discs)
+    return labels, assess(labels, image.nifti.affine, image.zooms, confidence, cord, cord_provenance)
 
 
 def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = None,
@@ -125,12 +137,12 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
         logger.info("Segmenting %s", plan.input)
         image = first if plan is plans[0] else load_input_image(plan.input)
         cord, cord_source = first_cord if plan is plans[0] else cord_of(image)
-        labels = postprocessing.apply(session.predict(image, cord, prepared),
-                                      image.zooms, image.nifti.affine, cord=cord, discs=anatomy_labels.get("discs"))
+        labels, quality = predict_labels(session, image, postprocessing, cord=cord, cord_provenance=cord_source,
+                                         discs=anatomy_labels.get("discs"), prepared=prepared)
         first = first_cord = prepared = None
         options = {**session.options_for(cord), "input": str(plan.input), "cord_mask": cord_source,
                    "postprocessing": postprocessing.as_dict()}
-        sidecar = sidecar_content(command_line=command_line, model=resolved, options=options)
+        sidecar = sidecar_content(command_line=command_line, model=resolved, options=options, quality=quality)
         write_label_map(plan.image, plan.sidecar, labels, image.nifti, sidecar, overwrite)
         logger.info("Wrote %s", plan.image)
         written.append(plan.image)

@@ -29,6 +29,7 @@ from typing import Optional
 import numpy as np
 
 from sct_rootlets.inference.checkpoint import load_checkpoint
+from sct_rootlets.inference.confidence import NetworkConfidence, network_confidence
 from sct_rootlets.inference.engines import (OpenVinoNetwork, cached_onnx_path, checkpoint_facts, export_onnx,
                                             read_checkpoint_facts, select_engine, write_checkpoint_facts)
 from sct_rootlets.inference.preprocessing import (BACKGROUND_LOGIT, OTHER_LOGIT, NetworkPlans, crop_to_nonzero,
@@ -485,7 +486,29 @@ class InferenceSession:
 
     def predict(self, image: InputImage, cord: Optional[np.ndarray] = None,
                 prepared: Optional[PreparedImage] = None) -> np.ndarray:
-        """Label map (uint8, the model's label values) on the image's own voxel grid.
+        """Label map (uint8, the model's label values) on the image's own voxel grid (see `predict_scored`)."""
+        return self._predict(image, cord, prepared)
+
+    def predict_scored(self, image: InputImage, cord: Optional[np.ndarray] = None,
+                       prepared: Optional[PreparedImage] = None) -> tuple:
+        """(label map, the network's `NetworkConfidence` in it): the same labels as `predict`, and how sure the
+        network was of them, read from the logits they come from (where the network ran: within the region).
+
+        With a cord mask (on the image grid) and a session `region` other than "whole", the network runs only
+        around the mask's bounding box widened by `roi_margin_mm` (see the class); everything outside the box is
+        background. The image is normalised as a whole first, as for a whole-image prediction (`prepared`, from
+        `prepare(image)`, is that work done beforehand).
+        An image whose resampling to the model's voxel size cannot fit in memory is refused (InputImageError)
+        before anything is allocated.
+        """
+        measured = []
+        labels = self._predict(image, cord, prepared, on_logits=lambda logits: measured.append(
+            network_confidence(logits)))
+        return labels, measured[0] if measured else NetworkConfidence(None)  # the network never ran
+
+    def _predict(self, image: InputImage, cord: Optional[np.ndarray] = None,
+                 prepared: Optional[PreparedImage] = None, on_logits=None) -> np.ndarray:
+        """`predict`, handing the logits the labels come from to `on_logits` (if given) before they are exported.
 
         With a cord mask (on the image grid) and a session `region` other than "whole", the network runs only
         around the mask's bounding box widened by `roi_margin_mm` (see the class); everything outside the box is
@@ -495,29 +518,41 @@ class InferenceSession:
         before anything is allocated.
         """
         network_input, spacing, to_network, reorientation = self._network_view(image)
+        on_logits = on_logits or (lambda logits: None)
         if not self.uses_region(cord):
-            segmentation = self.predictor.predict_single_npy_array(network_input, {"spacing": spacing}, None, None,
-                                                                   False)
+            segmentation = self._predict_whole(network_input, spacing, on_logits)
         elif self.region == "exact":
             region = to_network(cord) > 0
             segmentation = np.zeros(region.shape, np.uint8)
             box = region_box(region, spacing, self.roi_margin_mm)
-            segmentation[box] = self._predict_exact(network_input, spacing, region)[box]  # background elsewhere
+            segmentation[box] = self._predict_exact(network_input, spacing, region, on_logits)[box]
         else:
             if prepared is not None and prepared.image is not image:
                 raise ValueError("The prepared image is not the image to predict.")
-            segmentation = self._predict_in_region(network_input, spacing, to_network(cord) > 0, prepared)
+            segmentation = self._predict_in_region(network_input, spacing, to_network(cord) > 0, prepared, on_logits)
         labels = reorientation.revert(np.asarray(segmentation).transpose(2, 1, 0))
         return np.ascontiguousarray(labels, dtype=np.uint8)
 
-    def _preprocess(self, network_input, spacing, region) -> tuple:
-        """nnU-Net's preprocessing of the whole image, and the region's widened box in its voxels (or None)."""
+    def _predict_whole(self, network_input, spacing, on_logits):
+        """nnU-Net's whole-image prediction, step by step as its predictor's `predict_single_npy_array` takes
+        them, with the logits seen on the way."""
+        data, properties, _ = self._preprocess(network_input, spacing)
+        logits = self.predictor.predict_logits_from_preprocessed_data(data).cpu()
+        del data
+        on_logits(logits.numpy())
+        return self._segmentation(logits, properties)
+
+    def _preprocess(self, network_input, spacing, region: Optional[np.ndarray] = None) -> tuple:
+        """nnU-Net's preprocessing of the whole image, and the region's widened box in its voxels (None without a
+        region, or where the region lies in what was cropped away)."""
         from nnunetv2.inference.data_iterators import PreprocessAdapterFromNpy
 
         preprocessed = next(PreprocessAdapterFromNpy([network_input], [None], [{"spacing": spacing}], [None],
                                                      self.plans_manager, self.model.folder.dataset_json,
                                                      self.configuration_manager, num_threads_in_multithreaded=1))
         data, properties = preprocessed["data"], preprocessed["data_properties"]
+        if region is None:
+            return data, properties, None
         box = self._box_in_preprocessed(region, spacing, self.roi_margin_mm, properties, data.shape[1:])
         return data, properties, None if any(part.stop <= part.start for part in box) else box
 
@@ -527,7 +562,7 @@ class InferenceSession:
         return convert_predicted_logits_to_segmentation_with_correct_shape(
             logits, self.plans_manager, self.configuration_manager, self.label_manager, properties)
 
-    def _predict_exact(self, network_input, spacing, region):
+    def _predict_exact(self, network_input, spacing, region, on_logits):
         """nnU-Net's own tile grid, running only the tiles that overlap the region's box (widened by two voxels,
         so that resampling back to the input grid interpolates whole-image logits at the box's edge). Inside the
         box each voxel gets the same tiles, added in the same order, as in a whole-image prediction."""
@@ -556,15 +591,17 @@ class InferenceSession:
         background[0] = BACKGROUND_LOGIT
         logits = torch.where(torch.isnan(logits[:1]), background, logits)  # no tile ran there: 0/0
         del data
+        on_logits(logits[(slice(None), *box)].numpy())
         return self._segmentation(logits, properties)
 
-    def _predict_in_region(self, network_input, spacing, region, prepared: Optional[PreparedImage] = None):
+    def _predict_in_region(self, network_input, spacing, region, prepared: Optional[PreparedImage] = None,
+                           on_logits=lambda logits: None):
         """The fast mode: only the region's widened box, in as few tiles as the settings allow. Preprocessing and
         export are `preprocessing`'s (nnU-Net's steps without torch) where the plans allow. Unless the image was
         prepared, OpenVINO compiles the network for the tile while the image is normalised and resampled."""
         if self.plans.unsupported is not None:
             logger.debug("nnU-Net's own preprocessing and export: %s", self.plans.unsupported)
-            return self._predict_in_region_nnunet(network_input, spacing, region)
+            return self._predict_in_region_nnunet(network_input, spacing, region, on_logits)
         if prepared is None:
             cropped = crop_to_nonzero(network_input, spacing, self.plans)
             properties, preprocessed_shape = cropped.properties, tuple(cropped.new_shape)
@@ -592,9 +629,10 @@ class InferenceSession:
 
             region_logits = self._tiled_logits(torch.from_numpy(np.ascontiguousarray(crop)), tile).numpy()
         del crop
+        on_logits(region_logits)
         return labels_from_logits(region_logits, box, data.shape[1:], properties, self.plans)
 
-    def _predict_in_region_nnunet(self, network_input, spacing, region):
+    def _predict_in_region_nnunet(self, network_input, spacing, region, on_logits):
         """The fast mode with nnU-Net's own preprocessing and export (plans that `preprocessing` does not cover)."""
         import torch
 
@@ -608,6 +646,7 @@ class InferenceSession:
             region_logits = torch.from_numpy(self._tiled_logits_numpy(crop.numpy(), tile))
         else:
             region_logits = self._tiled_logits(crop, tile)
+        on_logits(region_logits.numpy())
         if tuple(data.shape[1:]) == tuple(properties["shape_after_cropping_and_before_resampling"]):
             return self._segmentation_in_box(region_logits, box, data.shape[1:], properties)
         # Half precision, as nnU-Net keeps its logits; background wherever the network did not run.

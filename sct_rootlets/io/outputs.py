@@ -85,9 +85,10 @@ def plan_outputs_exist(paths, overwrite: bool) -> None:
             raise OutputError(f"Output {path} already exists; use -overwrite to replace it.")
 
 
-def sidecar_content(*, command_line: str, model, options: dict) -> dict:
+def sidecar_content(*, command_line: str, model, options: dict, quality=None) -> dict:
     """SCT's `GeneratedBy` block plus the exact model (hashes) and options that produced the output; `model` is a
-    `sct_rootlets.store.resolve.ResolvedModel`."""
+    `sct_rootlets.store.resolve.ResolvedModel`; `quality` (a `sct_rootlets.quality.record.Quality`), if given,
+    goes under "Quality"."""
     generated_by = {"Name": command_line, "Version": __version__}
     if model.url:
         generated_by["ModelURL"] = model.url
@@ -95,7 +96,10 @@ def sidecar_content(*, command_line: str, model, options: dict) -> dict:
                  "FilesSHA256": model.files_sha256, "Folder": str(model.folder.trainer_dir)}
     if getattr(model, "source", None):  # a folder we did not install, e.g. "SCT (<folder>)"
         described["Source"] = model.source
-    return {"GeneratedBy": [generated_by], "Model": described, "Options": options}
+    content = {"GeneratedBy": [generated_by], "Model": described, "Options": options}
+    if quality is not None:
+        content["Quality"] = quality.as_dict()
+    return content
 
 
 def write_label_map(image_path: Path, sidecar_path: Path, labels, reference: nib.Nifti1Image, sidecar: dict,

@@ -9,6 +9,7 @@ from sct_rootlets.io import bids
 from sct_rootlets.io.image import load_input_image
 from sct_rootlets.anatomy.postprocess import PostProcessing
 from sct_rootlets.io.outputs import sidecar_content, write_label_map
+from sct_rootlets.segment import predict_labels
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +49,11 @@ def predict_to_bids(dataset, *, model: Optional[str] = None, suffix=bids.DEFAULT
     written = []
     for image, target in todo:
         source = load_input_image(image.path)
-        labels = postprocessing.apply(session.predict(source), source.zooms, source.nifti.affine)
+        labels, quality = predict_labels(session, source, postprocessing)
         options = {**session.options, "input": str(image.path), "postprocessing": postprocessing.as_dict()}
         write_label_map(target, target.with_name(target.name.replace(".nii.gz", ".json")), labels, source.nifti,
-                        sidecar_content(command_line=command_line, model=session.model, options=options),
+                        sidecar_content(command_line=command_line, model=session.model, options=options,
+                                        quality=quality),
                         overwrite=True)
         logger.info("Wrote %s", target)
         written.append(target)
