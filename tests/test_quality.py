@@ -1,0 +1,151 @@
+"""The quality score (README, "Which predictions to check first"): the network's confidence as the README defines
+it, each anatomical flag on label maps built here with a known defect, the score they make, and the record every
+prediction's sidecar carries."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from conftest import ras_image, run_cli
+from sct_rootlets.inference.confidence import NetworkConfidence, network_confidence
+from sct_rootlets.quality.flags import anatomical_flags
+from sct_rootlets.quality.record import Quality, read_quality
+from sct_rootlets.quality.score import assess
+
+ZOOMS = (1.0, 1.0, 1.0)
+AFFINE = np.diag([1.0, 1.0, 1.0, 1.0])  # RAS: axis 0 left -> right, axis 2 inferior -> superior
+SHAPE = (60, 40, 90)
+CORD_X = 30
+
+
+def logits_for(probabilities: np.ndarray) -> np.ndarray:
+    """Logits (labels, voxels) whose softmax is `probabilities` (labels, voxels)."""
+    return np.log(np.clip(probabilities, 1e-12, None)).astype(np.float32)
+
+
+def test_confidence_is_the_share_of_sure_voxels_among_possible_ones():
+    # label 1: 10 voxels at p = 0.9 (sure), 10 at 0.5 (possible only), 30 at 0.1 (not possible): 10 / 20.
+    # label 2: 6 voxels at 0.8, 2 at 0.3: 6 / 8.  Background elsewhere (100 voxels at p = 1).
+    columns = ([(0.1, 0.9, 0.0)] * 10 + [(0.5, 0.5, 0.0)] * 10 + [(0.9, 0.1, 0.0)] * 30 + [(0.2, 0.0, 0.8)] * 6
+               + [(0.7, 0.0, 0.3)] * 2 + [(1.0, 0.0, 0.0)] * 100)
+    confidence = network_confidence(logits_for(np.array(columns).T).reshape(3, 2, 79))
+    assert confidence.levels == pytest.approx({1: 10 / 20, 2: 6 / 8})
+    assert confidence.image == pytest.approx((10 + 6) / (20 + 8))
+    assert confidence.possible_voxels == {1: 20, 2: 8}
+
+
+def test_half_precision_logits_give_the_same_confidence():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 3, (4, 10, 12, 14)).astype(np.float32)
+    exact, half = network_confidence(logits), network_confidence(logits.astype(np.float16))
+    assert half.image == pytest.approx(exact.image, abs=0.02)
+
+
+def test_nothing_possibly_foreground_has_no_confidence():
+    logits = np.zeros((3, 4, 4, 4), np.float32)
+    logits[0] = 20
+    assert network_confidence(logits) == NetworkConfidence(None, {}, {})
+
+
+def bilateral_levels(levels=range(2, 8), height=10, top=85, drop_side=None) -> np.ndarray:
+    """Levels 2.. from the top down, `height` slices each, a block on each side of a cord at x = CORD_X."""
+    labels = np.zeros(SHAPE, np.uint8)
+    for index, level in enumerate(levels):
+        z = slice(top - (index + 1) * height, top - index * height)
+        if drop_side != level:
+            labels[CORD_X - 9:CORD_X - 5, 18:22, z] = level   # right of the cord (RAS: lower x)
+        labels[CORD_X + 5:CORD_X + 9, 18:22, z] = level       # left
+    return labels
+
+
+def cord_mask() -> np.ndarray:
+    cord = np.zeros(SHAPE, np.uint8)
+    cord[CORD_X - 3:CORD_X + 4, 17:24, :] = 1
+    return cord
+
+
+def flag_names(labels, cord=None, problem=None) -> list:
+    return [(flag.name, flag.level) for flag in anatomical_flags(labels, AFFINE, ZOOMS, cord, problem)]
+
+
+def test_a_complete_bilateral_map_raises_no_flag():
+    assert flag_names(bilateral_levels(), cord_mask()) == []
+
+
+def test_a_level_missing_between_present_ones_is_flagged():
+    assert flag_names(bilateral_levels(levels=[2, 3, 5, 6]), cord_mask()) == [("missing_level", "C4")]
+
+
+def test_levels_in_the_wrong_order_along_the_cord_are_flagged():
+    labels = bilateral_levels(levels=[2, 4, 3, 5])  # C4 drawn above C3
+    assert ("levels_out_of_order", "C4") in flag_names(labels, cord_mask())
+
+
+def test_a_level_on_one_side_only_is_flagged():
+    assert flag_names(bilateral_levels(drop_side=4), cord_mask()) == [("one_sided_level", "C4")]
+
+
+def test_a_level_much_smaller_than_its_neighbours_is_flagged_but_not_at_the_field_of_view_edge():
+    labels = bilateral_levels()
+    labels[(labels == 4) & (np.arange(SHAPE[2]) < 64)[None, None, :]] = 0  # C4 (slices 55..64) down to 1 slice
+    assert flag_names(labels, cord_mask()) == [("level_size_outlier", "C4")]
+    cut = bilateral_levels(top=SHAPE[2] + 9)  # C2 cut by the top of the field of view: 1 of its 10 slices left
+    assert flag_names(cut, cord_mask()) == []
+
+
+def test_labels_far_outside_the_canal_are_flagged():
+    labels = bilateral_levels()
+    labels[50:58, 30:38, 40:50] = 5  # 640 voxels 20+ mm to the left of the cord: 24 % of the labels
+    assert ("far_from_cord", None) in flag_names(labels, cord_mask())
+
+
+def test_an_empty_map_and_an_unused_cord_are_flagged():
+    assert flag_names(np.zeros(SHAPE, np.uint8), None, "No cord found.") == [("cord_not_used", None),
+                                                                              ("no_rootlets", None)]
+
+
+def test_each_flag_halves_the_score_of_what_it_is_about():
+    confidence = NetworkConfidence(0.8, {level: 0.9 for level in range(2, 8)})
+    clean = assess(bilateral_levels(), AFFINE, ZOOMS, confidence, cord_mask(), {"Computed": True})
+    assert clean.score == pytest.approx(0.8) and clean.flags == ()
+    assert [clean.levels[name].score for name in ("C2", "C3", "C4", "C5", "C6", "C7")] == [0.9] * 6
+    one_sided = assess(bilateral_levels(drop_side=4), AFFINE, ZOOMS, confidence, cord_mask(), {"Computed": True})
+    assert one_sided.score == pytest.approx(0.4)
+    assert one_sided.levels["C4"].score == pytest.approx(0.45) and one_sided.levels["C5"].score == pytest.approx(0.9)
+    not_found = assess(bilateral_levels(drop_side=4), AFFINE, ZOOMS, confidence, None,
+                       {"Computed": True, "Found": False})  # image-wide flag: every level halved
+    assert not_found.score == pytest.approx(0.4)  # one flag: the side flag needs the cord
+    assert not_found.levels["C5"].score == pytest.approx(0.45)
+    empty = assess(np.zeros(SHAPE, np.uint8), AFFINE, ZOOMS, NetworkConfidence(None), None, None)
+    assert empty.score == 0 and empty.levels == {}
+
+
+def test_the_record_survives_its_sidecar_and_refuses_what_is_not_one(tmp_path):
+    quality = assess(bilateral_levels(levels=[2, 3, 5]), AFFINE, ZOOMS, NetworkConfidence(0.7, {2: 0.8}),
+                     cord_mask(), {"Computed": False})
+    sidecar = tmp_path / "x.json"
+    sidecar.write_text(json.dumps({"Quality": quality.as_dict()}))
+    assert read_quality(sidecar) == quality
+    for broken in ({"Quality": {"Score": 1.5}}, {"Quality": {"Flags": []}}, {"Options": {}}):
+        sidecar.write_text(json.dumps(broken))
+        assert read_quality(sidecar) is None
+    with pytest.raises(ValueError):
+        Quality.from_dict({"Score": float("nan")})
+
+
+def test_every_prediction_sidecar_carries_its_quality(tmp_path, rootlets_home, tiny_trainer_dir):
+    image = tmp_path / "sub-01_T2w.nii.gz"
+    nib.save(ras_image(), image)
+    result = run_cli("-i", image, "-model", tiny_trainer_dir, "-device", "cpu", env_home=rootlets_home)
+    assert result.returncode == 0, result.stderr[-2000:]
+    labels = np.asanyarray(nib.load(tmp_path / "sub-01_T2w_rootlets.nii.gz").dataobj)
+    content = json.loads((tmp_path / "sub-01_T2w_rootlets.json").read_text())
+    quality = content["Quality"]
+    assert 0 <= quality["Score"] <= 1
+    values, counts = np.unique(labels[labels > 0], return_counts=True)
+    names = [f"C{v}" if v <= 8 else f"T{v - 8}" for v in values]
+    assert {name: level["Voxels"] for name, level in quality["Levels"].items()} == dict(zip(names, counts.tolist()))
+    assert all(0 <= level["Score"] <= 1 for level in quality["Levels"].values())
+    assert all(set(flag) == {"Name", "Level", "Message"} for flag in quality["Flags"])
