@@ -15,7 +15,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
-import pytest
 import yaml
 
 from conftest import ras_image, run_cli, synthetic_t2w
@@ -44,8 +43,8 @@ BATCH_SIDECAR = {
 def quality_block(score: float, levels: dict = None, flags: tuple = ()) -> dict:
     """A "Quality" value as record.py documents it: `levels` maps a level name to its score, `flags` are
     (name, level, message)."""
-    return {"Score": score, "Confidence": 0.9,
-            "Levels": {name: {"Score": value, "Confidence": 0.8, "Voxels": 20} for name, value in (levels or {}).items()},
+    levels = {name: {"Score": value, "Confidence": 0.8, "Voxels": 20} for name, value in (levels or {}).items()}
+    return {"Score": score, "Confidence": 0.9, "Levels": levels,
             "Flags": [{"Name": name, "Level": level, "Message": message} for name, level, message in flags]}
 
 
