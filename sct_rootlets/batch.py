@@ -7,7 +7,8 @@ Work runs in one of three ways, with identical results:
 - a Dask distributed cluster (`scheduler` address; e.g. SLURM through dask-jobqueue), each worker process
   keeping its own loaded model.
 Outputs are BIDS derivatives under `<output>/derivatives/labels/`, QC under `<output>/qc`, logs of failures
-under `<output>/log`, and `<output>/results/rootlets_summary.csv`.
+under `<output>/log`, `<output>/results/rootlets_summary.csv` (per image and level) and
+`<output>/results/rootlets_quality.csv` (per image, worst quality score first: which to check first).
 """
 
 import concurrent.futures
@@ -33,6 +34,7 @@ from sct_rootlets.options import DEFAULT_REGION, DEFAULT_ROI_MARGIN_MM
 from sct_rootlets.anatomy.postprocess import PostProcessing
 from sct_rootlets.io.outputs import sidecar_content, write_label_map
 from sct_rootlets.anatomy.spinal_levels import output_paths, write_spinal_levels
+from sct_rootlets.quality.record import read_quality
 from sct_rootlets.segment import predict_labels
 
 logger = logging.getLogger(__name__)
@@ -41,6 +43,8 @@ logger = logging.getLogger(__name__)
 RESULT_OPTIONS = ("tta", "step_size", "folds", "checkpoints", "orientation", "engine", "region", "roi_margin_mm",
                   "postprocessing", "levels_method", "cord_mask")
 DERIVATIVE_DESCRIPTION = "dataset_description.json"
+SUMMARY_FILE = "rootlets_summary.csv"
+QUALITY_FILE = "rootlets_quality.csv"
 
 
 @dataclass(frozen=True)
@@ -273,8 +277,9 @@ def _cord_of(sidecar_path: Path) -> tuple:
 
 
 def summary_table(images: list, settings: BatchSettings) -> pd.DataFrame:
-    """One row per image and level: voxel count and volume, plus extents and PMJ distances when computed, and
-    which cord was used (`cord_mask`: given, computed, not found, not plausible; `cord_reason` why not)."""
+    """One row per image and level: voxel count and volume, plus extents and PMJ distances when computed, which
+    cord was used (`cord_mask`: given, computed, not found, not plausible; `cord_reason` why not), and the quality
+    record's image score, level score and flag names (empty without a record)."""
     rows = []
     for image in images:
         paths = derivative_paths(image, settings.output)
@@ -286,18 +291,46 @@ def summary_table(images: list, settings: BatchSettings) -> pd.DataFrame:
         levels = (pd.read_csv(paths["levels_spinal"]).set_index("spinal_level")
                   if "levels_spinal" in paths and paths["levels_spinal"].is_file() else None)
         cord, reason = _cord_of(paths["sidecar"])
+        quality = read_quality(paths["sidecar"])
         values, counts = np.unique(labels[labels > 0], return_counts=True)
         for level, count in zip(values.astype(int), counts):
+            level_quality = quality.levels.get(spinal_level_name(level)) if quality else None
             row = {"subject": image.subject, "session": image.session or "", "image": image.path.name,
                    "spinal_level": level, "level_name": spinal_level_name(level), "voxels": int(count),
-                   "volume_mm3": count * voxel_mm3, "cord_mask": cord, "cord_reason": reason}
+                   "volume_mm3": count * voxel_mm3, "cord_mask": cord, "cord_reason": reason,
+                   "quality_score": quality.score if quality else None,
+                   "level_score": level_quality.score if level_quality else None,
+                   "quality_flags": ";".join(quality.flag_names) if quality else ""}
             if levels is not None and level in levels.index:
                 row.update(levels.loc[level, ["slice_start", "slice_end", "distance_from_pmj_start",
                                               "distance_from_pmj_end", "height"]].to_dict())
             rows.append(row)
     columns = ["subject", "session", "image", "spinal_level", "level_name", "voxels", "volume_mm3", "slice_start",
-               "slice_end", "distance_from_pmj_start", "distance_from_pmj_end", "height", "cord_mask", "cord_reason"]
+               "slice_end", "distance_from_pmj_start", "distance_from_pmj_end", "height", "cord_mask", "cord_reason",
+               "quality_score", "level_score", "quality_flags"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def quality_table(images: list, settings: BatchSettings) -> pd.DataFrame:
+    """One row per image with a label map (with or without rootlets), worst quality score first, images without a
+    quality record last with empty cells; equal scores in dataset order. Flag names are joined by ";", their
+    messages by " | "."""
+    rows = []
+    for image in images:
+        paths = derivative_paths(image, settings.output)
+        if not paths["dseg"].is_file():
+            continue
+        quality = read_quality(paths["sidecar"])
+        row = {"subject": image.subject, "session": image.session or "", "image": image.path.name,
+               "quality_score": None, "confidence": None, "worst_level": "", "flags": "", "flag_messages": ""}
+        if quality:
+            row.update(quality_score=quality.score, confidence=quality.confidence,
+                       worst_level=quality.worst_level or "", flags=";".join(quality.flag_names),
+                       flag_messages=" | ".join(flag.message for flag in quality.flags))
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=["subject", "session", "image", "quality_score", "confidence", "worst_level",
+                                        "flags", "flag_messages"])
+    return table.sort_values("quality_score", na_position="last", kind="stable").reset_index(drop=True)
 
 
 def run_batch(images: list, settings: BatchSettings, *, jobs: int = 1, scheduler: Optional[str] = None,
@@ -339,9 +372,9 @@ def run_batch(images: list, settings: BatchSettings, *, jobs: int = 1, scheduler
             results += _run_in_pool(pending, settings, jobs, bar)
         else:
             results += _run_in_process(pending, settings, bar)
-    table = summary_table(images, settings)
-    summary = Path(settings.output) / "results" / "rootlets_summary.csv"
-    summary.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(summary, index=False, float_format="%.3f")
+    tables = Path(settings.output) / "results"
+    tables.mkdir(parents=True, exist_ok=True)
+    summary_table(images, settings).to_csv(tables / SUMMARY_FILE, index=False, float_format="%.3f")
+    quality_table(images, settings).to_csv(tables / QUALITY_FILE, index=False, float_format="%.3f")
     order = {image.key + str(image.path): index for index, image in enumerate(images)}
     return sorted(results, key=lambda r: order[r.key + r.image])

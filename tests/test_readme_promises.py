@@ -295,7 +295,8 @@ def test_batch_include_takes_the_qc_viewers_fail_list_and_writes_the_summary(sma
     summary = pd.read_csv(out / "results/rootlets_summary.csv")
     assert list(summary.columns) == ["subject", "session", "image", "spinal_level", "level_name", "voxels",
                                      "volume_mm3", "slice_start", "slice_end", "distance_from_pmj_start",
-                                     "distance_from_pmj_end", "height", "cord_mask", "cord_reason"]
+                                     "distance_from_pmj_end", "height", "cord_mask", "cord_reason",
+                                     "quality_score", "level_score", "quality_flags"]
     expected = []
     for dseg in dsegs:  # worked out from the label maps themselves
         labels = _labels(dseg)

@@ -126,7 +126,8 @@ def run(args: argparse.Namespace, argv) -> None:
     up_to_date = sum(r.status == "skipped" for r in results)
     failed = [r for r in results if r.status == "failed"]
     print(f"Done: {done} segmented, {up_to_date} up to date, {len(failed)} failed. "
-          f"Summary: {settings.output / 'results' / 'rootlets_summary.csv'}")
+          f"Summary: {settings.output / 'results' / batch.SUMMARY_FILE}; which to check first: "
+          f"{settings.output / 'results' / batch.QUALITY_FILE}")
     if failed:
         listing = "; ".join(f"{r.key} ({Path(r.image).name}: {r.error})" for r in failed)
         raise RootletsError(f"{len(failed)} of {len(results)} image(s) failed: {listing}. Logs in "

@@ -1,12 +1,23 @@
-"""`sct_rootlets_dataset`: dataset versions for training (manifest, build) and auto labels (predict-to-bids)."""
+"""`sct_rootlets_dataset`: dataset versions for training (manifest, build), auto labels (predict-to-bids) and the
+next images to correct (select)."""
 
 import argparse
+import logging
 import shlex
 import sys
+from pathlib import Path
 
 from sct_rootlets.cli.common import add_common_arguments, add_suffix_argument, run_command
 
 PROG = "sct_rootlets_dataset"
+#: The first line of the lists `select` writes (not the review's own comment: the review's merging of its
+#: qc_fail.yml treats a file under that comment as its own).
+SELECT_COMMENT = ("written by sct_rootlets_dataset select: the images to correct next, worst quality score first, "
+                  "under FILES_ROOTLETS (sct_rootlets_review -qc-fail, manual_correction.py -config)")
+#: How many names a warning about left-out images shows.
+NAMED_IN_WARNING = 5
+
+logger = logging.getLogger("sct_rootlets.cli.rootlets_dataset")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -18,7 +29,8 @@ def get_parser() -> argparse.ArgumentParser:
                f"  {PROG} build -path-data DS -manifest D1a.tsv -o work/nnUNet_raw -id 101 -name D1a -labels level\n"
                f"  {PROG} augment -path-data DS -o DS_aug -label-suffix _label-SC_seg -n 12 -seed 1\n"
                f"  {PROG} implant -path-data real_bids -o DS_implant -n 8 -seed 3001\n"
-               f"  {PROG} predict-to-bids -path-data DS -model work/export/D1a-v1.zip",
+               f"  {PROG} predict-to-bids -path-data DS -model work/export/D1a-v1.zip\n"
+               f"  {PROG} select -path-data DS -path-pred preds -n 20 -o next.yml -diverse",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="step", required=True)
 
@@ -95,14 +107,27 @@ def get_parser() -> argparse.ArgumentParser:
     predict.add_argument("-exclude", metavar="REGEX|LIST")
     predict.add_argument("-device", default="auto")
     predict.add_argument("-threads", type=int)
-    for sub in (manifest, build, augment, implant, predict):
+
+    select = commands.add_parser("select", help="The N images whose predictions have the lowest quality scores and "
+                                                "no correction yet, as a qc_fail.yml (FILES_ROOTLETS) for "
+                                                "sct_rootlets_review -qc-fail and manual_correction.py -config.")
+    select.add_argument("-path-data", dest="path_data", required=True, metavar="DS", help="BIDS dataset.")
+    select.add_argument("-path-pred", "-pred", dest="path_pred", required=True, metavar="PRED",
+                        help="The predictions: sct_rootlets_batch's output folder, or a derivatives folder as "
+                             "sct_rootlets_review -path-pred takes it. Their sidecars hold the quality scores.")
+    add_suffix_argument(select)
+    select.add_argument("-n", type=int, required=True, dest="count", metavar="N", help="How many images to choose.")
+    select.add_argument("-o", required=True, metavar="YAML", help="List to write, e.g. next.yml.")
+    select.add_argument("-diverse", action="store_true",
+                        help="Spread the choice over subjects, and over sites where participants.tsv names them "
+                             "(column site, institution_id, institution, center or centre): rounds over the "
+                             "groups, worst first within each round.")
+    for sub in (manifest, build, augment, implant, predict, select):
         add_common_arguments(sub)
     return parser
 
 
 def run(args: argparse.Namespace, argv) -> None:
-    from pathlib import Path
-
     from sct_rootlets.errors import RootletsError
 
     if args.step == "manifest":
@@ -147,6 +172,8 @@ def run(args: argparse.Namespace, argv) -> None:
                                   cord_suffix=args.cord_suffix, landmarks_suffix=args.landmarks_suffix,
                                   overwrite=args.overwrite, progress=args.verbose >= 1)
         print(f"Done: {len(written)} images in {args.o}")
+    elif args.step == "select":
+        select_next(args)
     else:
         from sct_rootlets.training.predict_to_bids import predict_to_bids
 
@@ -154,6 +181,91 @@ def run(args: argparse.Namespace, argv) -> None:
                                   exclude=args.exclude, device=args.device, threads=args.threads,
                                   overwrite=args.overwrite, command_line=shlex.join([PROG, *argv]))
         print(f"Done: {len(written)} prediction(s) to correct")
+
+
+def _names(names) -> str:
+    shown = ", ".join(names[:NAMED_IN_WARNING])
+    return f"{shown} and {len(names) - NAMED_IN_WARNING} more" if len(names) > NAMED_IN_WARNING else shown
+
+
+def _output_for_select(path: str, overwrite: bool, inputs) -> Path:
+    """The list to write, refused (one sentence) where it would replace an input or, without -overwrite, a file."""
+    from sct_rootlets.errors import OutputError
+    from sct_rootlets.io.outputs import plan_outputs_exist
+
+    output = Path(path)
+    if output.is_dir() or output.resolve() in inputs:
+        raise OutputError(f"Output {output} would overwrite an input; choose another name with -o.")
+    if not output.name.endswith((".yml", ".yaml")):
+        raise OutputError(f"Output {output} must end with .yml or .yaml (a qc_fail.yml).")
+    plan_outputs_exist([output], overwrite)
+    return output
+
+
+def select_next(args: argparse.Namespace) -> None:
+    """`select`: rank the uncorrected images by their predictions' quality scores (quality.select), finding the
+    predictions and the corrections as the review does, and write the chosen ones as a qc_fail.yml."""
+    from sct_rootlets.errors import RootletsError
+    from sct_rootlets.io.atomic import atomic_paths
+    from sct_rootlets.quality.select import candidate_pool, choose
+    from sct_rootlets.review.items import ReviewFolders, item_for
+    from sct_rootlets.review.lists import COMMENT, WRITE_KEY, qc_fail_yml_text
+    from sct_rootlets.training.manifest import is_empty_label
+
+    if args.count < 1:
+        raise RootletsError("-n must be at least 1.")
+    data, pred = Path(args.path_data).expanduser(), Path(args.path_pred).expanduser()
+    for folder, what in ((data, "dataset"), (pred, "predictions")):
+        if not folder.is_dir():
+            raise RootletsError(f"The {what} folder {folder} does not exist.")
+    output = _output_for_select(args.o, args.overwrite, {data.resolve(), pred.resolve()})
+    # sct_rootlets_batch's output folder holds derivatives/labels; the review takes the derivatives folder.
+    derivatives = pred / "derivatives" if (pred / "derivatives" / "labels").is_dir() else pred
+    folders = ReviewFolders(data=data.resolve(), pred=derivatives.resolve(),
+                            out=(data / "derivatives" / "labels").resolve())
+
+    def is_corrected(image) -> bool:  # a label the manifest would take: an empty mask is no correction
+        correction = item_for(image, folders).correction
+        return correction.is_file() and not is_empty_label(correction)
+
+    pool = candidate_pool(data, suffix=args.suffix, prediction_of=lambda image: item_for(image, folders).prediction,
+                          is_corrected=is_corrected)
+    if not pool.scored:
+        raise RootletsError(
+            f"No image to choose in {data}: of its {args.suffix} images, {len(pool.corrected)} are corrected, "
+            f"{len(pool.without_prediction)} have no prediction in {folders.pred_labels} and "
+            f"{len(pool.without_quality)} have a prediction without a quality record in its sidecar.")
+    if pool.without_prediction:
+        logger.warning("Warning: %d image(s) have no prediction in %s and cannot be ranked (not chosen): %s.",
+                       len(pool.without_prediction), folders.pred_labels, _names(pool.without_prediction))
+    if pool.without_quality:
+        logger.warning("Warning: %d prediction(s) have no quality record in their sidecar and cannot be ranked "
+                       "(not chosen): %s.", len(pool.without_quality), _names(pool.without_quality))
+    chosen = choose(pool.scored, args.count, diverse=args.diverse)
+    text = qc_fail_yml_text({WRITE_KEY: [candidate.name for candidate in chosen]})
+    with atomic_paths([output], overwrite=True) as (tmp,):
+        tmp.write_text(text.replace(f"# {COMMENT}\n", f"# {SELECT_COMMENT}\n", 1), encoding="utf-8")
+    print(_selection_report(pool, chosen, args))
+    print(f"Done: {output} ({len(chosen)} image(s) under {WRITE_KEY})")
+
+
+def _selection_report(pool, chosen: list, args: argparse.Namespace) -> str:
+    """What was chosen, how, and what was left out, with a table of the chosen images."""
+    how = "worst score first"
+    if args.diverse:
+        how = (f"in rounds over sites (participants.tsv column {pool.site_column}), then subjects, worst first"
+               if pool.site_column else "in rounds over subjects (no site column in participants.tsv), worst first")
+    lines = [f"Chose {len(chosen)} of {len(pool.scored)} scored image(s) without a correction, {how}; "
+             f"{len(pool.corrected)} image(s) already corrected."]
+    if len(chosen) < args.count:
+        lines.append(f"Only {len(chosen)} image(s) could be chosen (-n {args.count}): all of them are listed.")
+    width = max(len("image"), *(len(candidate.name) for candidate in chosen))
+    lines.append(f"  {'image':<{width}}  score  worst  flags")
+    for candidate in chosen:
+        quality = candidate.quality
+        lines.append(f"  {candidate.name:<{width}}  {quality.score:.3f}  {quality.worst_level or '-':<5}  "
+                     f"{';'.join(quality.flag_names) or '-'}")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
