@@ -3,6 +3,7 @@ and an HTTP client for the review server."""
 
 import http.client
 import json
+import shutil
 import urllib.parse
 from pathlib import Path
 
@@ -47,6 +48,41 @@ def make_review_data(root: Path, suffix: str = "T2w") -> dict:
         predictions[subject].with_name(f"{stem}_label-rootlets_dseg.json").write_text(json.dumps(sidecar))
     (data / "dataset_description.json").write_text('{"Name": "review test", "BIDSVersion": "1.9.0"}')
     return {"data": data, "pred": pred, "images": images, "predictions": predictions}
+
+
+#: Quality records (issue 29) written by hand into the prediction sidecars of `make_scored_review_data`: sub-03 the
+#: worst, sub-01 next, sub-02 without a record, sub-04 with one that cannot be read (a score above 1).
+QUALITY = {
+    "sub-01": {"Score": 0.7, "Confidence": 0.8, "Flags": [],
+               "Levels": {"C2": {"Score": 0.9, "Confidence": 0.9, "Voxels": 20},
+                          "C3": {"Score": 0.7, "Confidence": 0.8, "Voxels": 20}}},
+    "sub-02": None,
+    "sub-03": {"Score": 0.2, "Confidence": 0.6,
+               "Levels": {"C2": {"Score": 0.8, "Confidence": 0.9, "Voxels": 20},
+                          "C4": {"Score": 0.2, "Confidence": None, "Voxels": 3}},
+               "Flags": [{"Name": "missing_level", "Level": "C3", "Message": "No C3 rootlets between C2 and C4."},
+                         {"Name": "small_level", "Level": "C4", "Message": "C4 has 3 voxels, far fewer than C2."}]},
+    "sub-04": {"Score": 1.5, "Confidence": None, "Levels": {}, "Flags": []},
+}
+
+
+def make_scored_review_data(root: Path) -> dict:
+    """`make_review_data` plus sub-04 (a copy of sub-01), each prediction's sidecar holding its `QUALITY` record."""
+    data = make_review_data(root)
+    for kind, base in (("images", data["data"]), ("predictions", data["pred"] / "labels")):
+        source = data[kind]["sub-01"]
+        target = base / "sub-04" / "anat" / source.name.replace("sub-01", "sub-04")
+        target.parent.mkdir(parents=True)
+        shutil.copyfile(source, target)
+        data[kind]["sub-04"] = target
+    for subject, record in QUALITY.items():
+        sidecar = data["predictions"][subject].with_name(
+            data["predictions"][subject].name.replace(".nii.gz", ".json"))
+        content = {"GeneratedBy": [MODEL_ENTRY], "Model": {"Name": "tiny", "FilesSHA256": "0" * 64}}
+        if record is not None:
+            content["Quality"] = record
+        sidecar.write_text(json.dumps(content))
+    return data
 
 
 class Client:

@@ -18,6 +18,7 @@ from conftest import SHARED_DATA, ras_image, run_cli, stored_as, write_labelled_
 from sct_rootlets.qc import entries
 from sct_rootlets.qc.pictures import axial_mosaic, level_colour, sagittal_overview
 from sct_rootlets.qc.report import rootlets_qc
+from sct_rootlets.quality.record import Flag, LevelQuality, Quality
 
 REAL = SHARED_DATA / "real"
 
@@ -55,6 +56,31 @@ def test_entries_have_exactly_sct_keys_and_resolving_images(synthetic_case, tmp_
         assert entry["backgroundImage"].startswith("study/sub-07/anat/sct_deepseg_rootlets/")
     assert [e["plane"] for e in stored] == ["Axial", "Sagittal"]
     assert not list((qc_dir / "_json").glob(".*")), "no reservation left behind"
+
+
+def test_entries_record_the_quality_score_worst_level_and_flag_names_beside_scts_keys(synthetic_case, tmp_path):
+    """Issue 29: the score, the level of lowest score and each flag's name once (in the order raised) go to our
+    viewer's extras; SCT's entry keeps exactly its keys, and an entry without a record carries no score."""
+    levels = {"C3": LevelQuality(0.9, 0.9, 4), "C5": LevelQuality(0.35, None, 1), "C6": LevelQuality(0.5, 0.6, 1)}
+    quality = Quality(score=0.35, confidence=0.7, levels=levels,
+                      flags=(Flag("gap", "No rootlets between C3 and C5.", "C4"),
+                             Flag("tiny_level", "C5 has 1 voxel.", "C5"), Flag("gap", "Nothing below C6.", "C7")))
+    qc_dir = tmp_path / "qc"
+    scored = rootlets_qc(qc_dir, synthetic_case["image"], synthetic_case["rootlets"], command="sct_deepseg_rootlets",
+                         cmdline="cmd", quality=quality)
+    plain = rootlets_qc(qc_dir, synthetic_case["image"], synthetic_case["rootlets"], command="sct_deepseg_rootlets",
+                        cmdline="cmd")
+    for record in scored + plain:
+        assert tuple(json.loads(record.read_text())) == entries.ENTRY_KEYS
+    extras = {record: json.loads((qc_dir / entries.EXTRAS_FOLDER / record.name).read_text())
+              for record in scored + plain}
+    for record in scored:
+        assert extras[record] == {"levels": ["C3", "C6"], "score": 0.35, "worst_level": "C5",
+                                  "flags": ["gap", "tiny_level"]}
+    for record in plain:
+        assert extras[record] == {"levels": ["C3", "C6"]}
+    listed = (qc_dir / "js" / "rootlets_extras.js").read_text()
+    assert listed.count('"score": 0.35') == 2 and listed.count('"worst_level": "C5"') == 2
 
 
 def test_existing_sct_viewer_is_kept_and_uuid_stable(synthetic_case, tmp_path):

@@ -1,5 +1,5 @@
 """Our QC viewer in headless Chromium: lists every entry, navigates by keyboard, keeps marks across a reload,
-exports the failing subjects, and logs no console error with 50 entries."""
+exports the failing subjects, and logs no console error with 50 entries; sorts by the quality score (issue 29)."""
 
 from pathlib import Path
 
@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 
 from chromium import headless_chromium, needs_chromium
+from conftest import write_labelled_case
 from sct_rootlets.qc.entries import add_entry
 from sct_rootlets.qc.pictures import save_png
+from sct_rootlets.qc.report import rootlets_qc
+from sct_rootlets.quality.record import Flag, LevelQuality, Quality
 
 pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 pytestmark = needs_chromium
@@ -143,4 +146,53 @@ def test_viewer_keys_filters_and_the_fail_list_download(browser, tmp_path):
     browser.find_element("id", "text-filter").send_keys("entry 17")
     rows = _rows(browser)
     assert len(rows) == 1 and rows[0].find_elements("tag name", "td")[2].text == "sub-03"
+    assert _severe_console_messages(browser) == []
+
+
+def _quality(score: float, worst: str, flags=()) -> Quality:
+    levels = {"C2": LevelQuality(1.0, None, 5), worst: LevelQuality(score, None, 2)}
+    return Quality(score=score, confidence=None, levels=levels,
+                   flags=tuple(Flag(name, f"{name} at {worst}.", worst) for name in flags))
+
+
+def test_the_score_column_sorts_both_ways_and_entries_without_a_score_come_last(browser, tmp_path):
+    """Written in this order: sub-01 (score 0.6), an entry without extras (as SCT's own), sub-02 (0.2, two flags),
+    sub-04 by a run before scores existed, sub-03 (0.9); rootlets_qc writes two entries (axial, sagittal) each."""
+    qc_dir = tmp_path / "qc"
+
+    def rootlets(subject, quality=None):
+        case = write_labelled_case(tmp_path / "ds" / subject / "anat", subject)
+        rootlets_qc(qc_dir, case["image"], case["rootlets"], command="sct_deepseg_rootlets", cmdline=subject,
+                    quality=quality)
+
+    rootlets("sub-01", _quality(0.6, "C5"))
+    add_entry(qc_dir, input_path=tmp_path / "ds" / "sub-04" / "anat" / "sub-04_T2w.nii.gz", command="sct_deepseg",
+              cmdline="sct_deepseg spinalcord", plane="Axial", render=_tiny_pictures)
+    rootlets("sub-02", _quality(0.2, "C4", ("gap", "tiny")))
+    rootlets("sub-04")
+    rootlets("sub-03", _quality(0.9, "C3"))
+    browser.get((qc_dir / "index.html").as_uri())
+
+    def shown():
+        cells = [row.find_elements("tag name", "td") for row in _rows(browser)]
+        return [(cell[2].text, cell[10].text) for cell in cells]
+
+    unscored = [("sub-04", "")] * 3  # the entry without extras, then the older run's two, as written
+    assert shown() == [("sub-01", "0.60")] * 2 + [("sub-04", "")] + [("sub-02", "0.20")] * 2 + [("sub-04", "")] * 2 \
+        + [("sub-03", "0.90")] * 2
+    flags = [row.find_elements("tag name", "td")[11].text for row in _rows(browser)]
+    assert flags == ["", "", "", "gap, tiny", "gap, tiny", "", "", "", ""]
+    header = browser.find_element("id", "score-header")
+    header.click()
+    assert shown() == [("sub-02", "0.20")] * 2 + [("sub-01", "0.60")] * 2 + [("sub-03", "0.90")] * 2 + unscored
+    assert header.get_attribute("aria-sort") == "ascending"
+    header.click()
+    assert shown() == [("sub-03", "0.90")] * 2 + [("sub-01", "0.60")] * 2 + [("sub-02", "0.20")] * 2 + unscored
+    assert header.get_attribute("aria-sort") == "descending"
+    _rows(browser)[4].click()
+    assert browser.find_element("id", "caption").text.endswith("score 0.20 (worst C4); flags: gap, tiny")
+    _rows(browser)[6].click()  # the entry without extras: nothing added to its caption
+    assert browser.find_element("id", "caption").text.endswith("sct_deepseg spinalcord")
+    browser.find_element("id", "text-filter").send_keys("tiny")  # flags are searched too
+    assert [cells[0] for cells in shown()] == ["sub-02", "sub-02"]
     assert _severe_console_messages(browser) == []

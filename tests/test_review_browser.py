@@ -2,7 +2,8 @@
 erase, relabel, undo/redo, fill between slices on generated subjects; on two real scans of real_bids (one stored
 P-S-R as acquired, one rewritten R-A-S) the default window, window/level by right drag, zoom and pan, a larger brush,
 the 3D ball and the erase of a connected piece; every edit checked voxel by voxel in the saved file. A stale tab's
-save is refused, and unsaved edits survive leaving the image.
+save is refused, and unsaved edits survive leaving the image. The list shows the worst first with scores and flags,
+and `n` opens the worst image not yet reviewed (issue 29).
 
 Needs Debian's chromium and chromium-driver (.ci/run installs them); without them the tests skip with that reason,
 and in CI (CI=true) a skip is a failure (tests/conftest.py)."""
@@ -22,7 +23,8 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from chromium import SOFTWARE_WEBGL, headless_chromium, needs_chromium
-from review_data import REAL_BIDS, REAL_SUBJECTS, Client, make_real_review_data, make_review_data
+from review_data import (REAL_BIDS, REAL_SUBJECTS, Client, make_real_review_data, make_review_data,
+                         make_scored_review_data)
 from sct_rootlets.review.saving import nifti_bytes
 from sct_rootlets.review.server import ReviewServer, open_session
 
@@ -282,6 +284,51 @@ def test_a_stale_tab_cannot_overwrite_a_newer_correction(browser, served):
     assert _js(browser, "review.isDirty()")
     _keys(browser, "u")
     assert not _js(browser, "review.isDirty()")
+
+
+#: The mark shown in the list for the image open (read in one go: the list is redrawn as marks come back).
+SELECTED_MARK = "document.querySelector('#items tbody tr.selected td:nth-child(4)').textContent"
+
+
+def test_the_list_is_worst_first_with_flags_and_n_opens_the_worst_not_yet_reviewed(browser, tmp_path):
+    """Scores by hand (review_data.QUALITY): sub-03 0.2 (two flags), sub-01 0.7, then sub-02 (no record) and sub-04
+    (an unreadable one) in dataset order. sub-01 is marked before the page opens."""
+    data = make_scored_review_data(tmp_path)
+    session, server = _serve(data)
+    with server:
+        assert Client(server.port, session.token).mark(1, "pass")[0] == 200  # sub-01
+        _open(browser, server)
+        rows = browser.find_elements("css selector", "#items tbody tr")
+        assert [row.find_elements("tag name", "td")[1].text.split("\n")[0] for row in rows] == [
+            "sub-03/ses-01", "sub-01", "sub-02", "sub-04"]
+        assert [row.find_elements("tag name", "td")[2].text for row in rows] == ["0.20", "0.70", "–", "–"]
+        flags = rows[0].find_elements("css selector", ".flag")
+        assert [flag.text for flag in flags] == ["missing_level", "small_level"]
+        assert flags[0].get_attribute("title") == "missing_level (C3): No C3 rootlets between C2 and C4."
+        assert [len(row.find_elements("css selector", ".flag")) for row in rows[1:]] == [0, 0, 0]
+        shown = browser.find_element("id", "quality").text
+        assert shown.startswith("Score 0.20 · worst C4 0.20")
+        assert "small_level (C4): C4 has 3 voxels, far fewer than C2." in shown
+        assert "n" in [term.get_attribute("textContent") for term in browser.find_elements("css selector", "#help dt")]
+
+        # n: the lowest score neither marked nor the image shown, then those without a score in list order
+        for key, expected in (("n", 2),        # sub-03 shown, sub-01 marked: sub-02, the first without a score
+                              ("n", 0),        # sub-03 (0.2) is not marked yet: back to it, not on to sub-04
+                              ("f", None), ("n", 2), ("p", None), ("n", 3)):
+            _keys(browser, key)
+            if expected is None:
+                WebDriverWait(browser, TIMEOUT_S).until(lambda d: _js(d, SELECTED_MARK) != "")
+            else:
+                _wait_loaded(browser, expected)
+        _keys(browser, "a")
+        WebDriverWait(browser, TIMEOUT_S).until(lambda d: _js(d, SELECTED_MARK) == "artifact")
+        _keys(browser, "n")  # every other image is marked: it stays
+        WebDriverWait(browser, TIMEOUT_S).until(lambda d: "marked" in d.find_element("id", "status").text)
+        assert _js(browser, "review.state.index") == 3
+    marks = json.loads(session.marks.path.read_text(encoding="utf-8"))
+    assert {name.split("/")[0]: record["mark"] for name, record in marks.items()} == {
+        "sub-01": "pass", "sub-03": "fail", "sub-02": "pass", "sub-04": "artifact"}
+    assert _severe(browser) == []
 
 
 def _window(driver) -> list:

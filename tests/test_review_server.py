@@ -1,6 +1,7 @@
 """sct_rootlets_review's server under abuse (issue 28, item 2): held-open connections, malformed requests, two
 sessions side by side, symlinks in OUT, odd file names, uploads that are not label maps, the logs, the rater, and
-the permissions of files written from many threads at once."""
+the permissions of files written from many threads at once; and the order it lists the images in (issue 29: worst
+first, with scores and flags; `-order file`)."""
 
 import gzip
 import json
@@ -22,7 +23,7 @@ import pytest
 import yaml
 
 from conftest import BIN
-from review_data import Client, make_review_data
+from review_data import Client, make_review_data, make_scored_review_data
 from sct_rootlets.io.atomic import atomic_paths
 from sct_rootlets.review.saving import nifti_bytes
 from sct_rootlets.review.server import ReviewServer, open_session
@@ -391,3 +392,43 @@ def test_concurrent_atomic_writes_never_touch_the_umask_nor_make_world_writable_
     assert len(files) == 8 * 25
     assert calls == [] and umask_after == 0o027
     assert {path.stat().st_mode & 0o777 for path in files} == {0o640}  # 0666 less the umask 027
+
+
+# --- worst first (issue 29) --------------------------------------------------------------------------------------
+
+SCORED_NAMES = {"sub-01": "sub-01/anat/sub-01_T2w.nii.gz", "sub-02": "sub-02/anat/sub-02_T2w.nii.gz",
+                "sub-03": "sub-03/ses-01/anat/sub-03_ses-01_T2w.nii.gz", "sub-04": "sub-04/anat/sub-04_T2w.nii.gz"}
+
+
+def test_the_api_lists_the_worst_first_with_scores_per_level_and_flags(tmp_path):
+    """Scores by hand (review_data.QUALITY): sub-03 0.2, sub-01 0.7; sub-02 has no record and sub-04 an unreadable
+    one (score 1.5), so both follow in dataset order. Item indexes address the listed order."""
+    data = make_scored_review_data(tmp_path)
+    session, _ = open_session(path_data=data["data"], path_pred=data["pred"], rater="Jane Doe")
+    with ReviewServer(session, 0) as server:
+        client = Client(server.port, session.token)
+        listed = client.json("/api/session")
+        assert client.mark(0, "fail")[0] == 200
+    assert listed["order"] == "worst"
+    assert [item["name"] for item in listed["items"]] == [SCORED_NAMES[s] for s in ("sub-03", "sub-01", "sub-02",
+                                                                                    "sub-04")]
+    assert [item["index"] for item in listed["items"]] == [0, 1, 2, 3]
+    worst, second, unscored, unreadable = listed["items"]
+    assert worst["quality"] == {
+        "score": 0.2, "worst_level": "C4", "levels": {"C2": 0.8, "C4": 0.2},
+        "flags": [{"name": "missing_level", "level": "C3", "message": "No C3 rootlets between C2 and C4."},
+                  {"name": "small_level", "level": "C4", "message": "C4 has 3 voxels, far fewer than C2."}]}
+    assert second["quality"] == {"score": 0.7, "worst_level": "C3", "levels": {"C2": 0.9, "C3": 0.7}, "flags": []}
+    assert unscored["quality"] is None and unreadable["quality"] is None
+    marks = json.loads(session.marks.path.read_text(encoding="utf-8"))
+    assert {name: record["mark"] for name, record in marks.items()} == {SCORED_NAMES["sub-03"]: "fail"}
+
+
+def test_order_file_keeps_the_dataset_order(tmp_path):
+    data = make_scored_review_data(tmp_path)
+    with review_command(data, "-order", "file") as (port, token, _):
+        listed = Client(port, token).json("/api/session")
+    assert listed["order"] == "file"
+    assert [item["name"] for item in listed["items"]] == [SCORED_NAMES[s] for s in ("sub-01", "sub-02", "sub-03",
+                                                                                    "sub-04")]
+    assert [item["quality"] and item["quality"]["score"] for item in listed["items"]] == [0.7, None, 0.2, None]

@@ -5,6 +5,7 @@ import sys
 
 from sct_rootlets import __version__
 from sct_rootlets.cli.common import add_suffix_argument, run_command
+from sct_rootlets.review.ranking import DEFAULT_ORDER, ORDERS
 
 PROG = "sct_rootlets_review"
 
@@ -41,6 +42,10 @@ def get_parser() -> argparse.ArgumentParser:
     chosen.add_argument("-qc-fail", dest="qc_fail", metavar="YAML",
                         help="Only the images of a qc_fail.yml (SCT's QC viewer 'Save Fails': FILE_KIND_UNKNOWN, "
                              "FILES_SEG; or FILES_ROOTLETS).")
+    which.add_argument("-order", choices=ORDERS, default=DEFAULT_ORDER,
+                       help="worst: the lowest quality score first (the \"Quality\" record of each prediction's "
+                            "sidecar), images without one after them in dataset order; file: the dataset's order. "
+                            f"Default: {DEFAULT_ORDER}.")
     session = parser.add_argument_group("session")
     session.add_argument("-rater", default="", help="Your name, recorded in each corrected file's sidecar.")
     session.add_argument("-port", type=int, default=8765, help="Port on 127.0.0.1 (0: a free one). Default: 8765.")
@@ -66,7 +71,7 @@ def run(args: argparse.Namespace, argv) -> None:
 
         session, _ = open_session(path_data=args.path_data, path_pred=args.path_pred, path_out=args.path_out,
                                   include=args.include, qc_fail=args.qc_fail, rater=args.rater,
-                                  suffix=args.suffix)
+                                  suffix=args.suffix, order=args.order)
         changed = correct_in_viewer(session.items, session.writer, viewer=args.viewer, rater=args.rater,
                                     echo=lambda line: print(line, flush=True))
         print(f"Done: {changed} of {len(session.items)} label map(s) corrected in {session.folders.out}")
@@ -75,7 +80,7 @@ def run(args: argparse.Namespace, argv) -> None:
 
     serve_review(path_data=args.path_data, path_pred=args.path_pred, path_out=args.path_out, include=args.include,
                  qc_fail=args.qc_fail, rater=args.rater, port=args.port,
-                 on_ready=lambda url: print(url, flush=True), suffix=args.suffix)
+                 on_ready=lambda url: print(url, flush=True), suffix=args.suffix, order=args.order)
 
 
 def main(argv=None) -> int:

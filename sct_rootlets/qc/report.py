@@ -10,6 +10,7 @@ from sct_rootlets.io.image import check_same_grid, load_input_image, load_label_
 from sct_rootlets.anatomy.levels import spinal_level_name
 from sct_rootlets.qc.entries import EntryImages, add_entry
 from sct_rootlets.qc.pictures import axial_mosaic, sagittal_overview, save_png
+from sct_rootlets.quality.record import Quality
 
 
 def _renderer(pictures):
@@ -22,12 +23,13 @@ def _renderer(pictures):
 
 def rootlets_qc(qc_dir, image_path, rootlets_path, *, cord_path=None, cord_mask=None, levels_csv=None,
                 command: str, cmdline: str, dataset: Optional[str] = None, subject: Optional[str] = None,
-                note: Optional[str] = None) -> list:
+                note: Optional[str] = None, quality: Optional[Quality] = None) -> list:
     """Add an axial-mosaic entry and a sagittal-overview entry for one image; return the entries' JSON paths.
 
     The cord (a file, or an array on the image grid such as a computed mask) centres the tiles.
     `levels_csv` (a spinal-levels table, see sct_rootlets_levels) adds level bars to the sagittal overview.
-    `note` (e.g. why a computed cord was not used) is shown beside the entry in our viewer.
+    `note` (e.g. why a computed cord was not used) is shown beside the entry in our viewer, and so are the score,
+    worst level and flags of `quality` (the prediction's quality record), by which our viewer sorts.
     """
     image = load_input_image(image_path)
     rootlets = load_label_image(rootlets_path, "rootlets map")
@@ -39,8 +41,15 @@ def rootlets_qc(qc_dir, image_path, rootlets_path, *, cord_path=None, cord_mask=
     present = sorted(int(v) for v in np.unique(rootlets.data[rootlets.data > 0]))
     common = {"input_path": Path(image_path), "command": command, "cmdline": cmdline, "dataset": dataset,
               "subject": subject, "extras": {"levels": [spinal_level_name(v) for v in present],
-                                             **({"note": note} if note else {})}}
+                                             **({"note": note} if note else {}), **_quality_extras(quality)}}
     return _axial_and_sagittal(qc_dir, arrays, cord_data, levels, common)
+
+
+def _quality_extras(quality: Optional[Quality]) -> dict:
+    """What our viewer shows of a quality record: the score, the worst level, the flags' names ({} without one)."""
+    if quality is None:
+        return {}
+    return {"score": quality.score, "worst_level": quality.worst_level, "flags": quality.flag_names}
 
 
 def _axial_and_sagittal(qc_dir, arrays: tuple, cord_data, levels, common: dict) -> list:

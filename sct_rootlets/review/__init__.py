@@ -2,6 +2,7 @@
 that costs the most human time.
 
 - `items`: which images to review, their predictions (`PRED/labels/...`), cord masks and corrections (`OUT/...`);
+- `ranking`: worst first, the lowest quality score (the prediction sidecar's record) listed first, or `-order file`;
 - `lists`: lists in (our viewer's `qc_fail_subjects.txt`, SCT's viewer's `qc_fail.yml`) and out (`qc_fail.yml` with
   `FILES_ROOTLETS`, as NeuroPoly's manual_correction.py reads it), and the session's pass/fail/artifact marks;
 - `saving`: uploads checked (NIfTI, the image's grid, label values, size) and written atomically on the image's exact

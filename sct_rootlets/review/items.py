@@ -18,6 +18,7 @@ from typing import Optional
 
 from sct_rootlets.errors import RootletsError
 from sct_rootlets.io import bids
+from sct_rootlets.quality.record import Quality, read_quality
 
 CORRECTION_SUFFIX = "_label-rootlets_dseg"
 PREDICTION_SUFFIXES = ("_label-rootlets_dseg", "_label-rootlets_desc-auto_dseg")
@@ -81,13 +82,20 @@ class ReviewFolders:
         return {"data": self.data, "pred": self.pred, "out": self.out}
 
 
+def sidecar_of(label_map: Path) -> Path:
+    """The JSON sidecar beside a label map."""
+    return label_map.with_name(label_map.name.replace(".nii.gz", ".json"))
+
+
 @dataclass(frozen=True)
 class ReviewItem:
-    """One image to review. `prediction` is never written; `correction` may not exist yet."""
+    """One image to review. `prediction` is never written; `correction` may not exist yet. `quality`: the
+    prediction's quality record (issue 29), read once when the session opens; None without one."""
     image: bids.BidsImage
     prediction: Optional[Path]
     correction: Path
     cord: Optional[Path]
+    quality: Optional[Quality] = None
 
     @property
     def key(self) -> str:
@@ -100,13 +108,13 @@ class ReviewItem:
 
     @property
     def correction_sidecar(self) -> Path:
-        return self.correction.with_name(self.correction.name.replace(".nii.gz", ".json"))
+        return sidecar_of(self.correction)
 
     @property
     def prediction_sidecar(self) -> Optional[Path]:
         if self.prediction is None:
             return None
-        sidecar = self.prediction.with_name(self.prediction.name.replace(".nii.gz", ".json"))
+        sidecar = sidecar_of(self.prediction)
         return sidecar if sidecar.is_file() else None
 
     def labels_path(self) -> Optional[Path]:
@@ -129,7 +137,8 @@ def item_for(image: bids.BidsImage, folders: ReviewFolders) -> ReviewItem:
                              exclude=correction.resolve())
     cord = image.labels.get("cord") or _first_file(folders.pred_labels / image.relative_folder, image.stem,
                                                     CORD_SUFFIXES)
-    return ReviewItem(image=image, prediction=prediction, correction=correction, cord=cord)
+    quality = read_quality(sidecar_of(prediction)) if prediction else None
+    return ReviewItem(image=image, prediction=prediction, correction=correction, cord=cord, quality=quality)
 
 
 def find_items(folders: ReviewFolders, *, include: Optional[str] = None, listed: Optional[list] = None,

@@ -40,6 +40,7 @@ from sct_rootlets.qc.pictures import level_colour  # SCT's rootlets colours, cyc
 from sct_rootlets.review.connections import BoundedHTTPServer, BoundedRequestHandler
 from sct_rootlets.review.items import ReviewFolders, ReviewItem, find_items
 from sct_rootlets.review.lists import Marks, read_qc_fail_yml
+from sct_rootlets.review.ranking import DEFAULT_ORDER, ordered, quality_summary
 from sct_rootlets.review.saving import LABEL_VALUES, CorrectionWriter, UploadRefused, clean_rater, file_version
 
 logger = logging.getLogger(__name__)
@@ -95,12 +96,14 @@ def _host_name(host: str) -> str:
 
 
 class ReviewSession:
-    """The state one server serves: folders, the images to review, marks, the correction writer, the token."""
+    """The state one server serves: folders, the images to review (in the order listed, `order` naming it), marks,
+    the correction writer, the token."""
 
     def __init__(self, folders: ReviewFolders, items: list, *, rater: str = "", token: Optional[str] = None,
-                 allowed=LABEL_VALUES):
+                 allowed=LABEL_VALUES, order: str = "file"):
         self.folders = folders
         self.items = list(items)
+        self.order = order
         self.rater = rater or ""
         self.token = token or secrets.token_urlsafe(32)
         #: What the cookie holds: a key that lets this session's files and lists be read, never written.
@@ -125,11 +128,11 @@ class ReviewSession:
         return {"index": index, "key": item.key, "name": item.name, "mark": self.marks.get(item.name),
                 "corrected": item.correction.is_file(), "prediction": item.prediction is not None,
                 "image_url": self.file_url(item.image.path), "cord_url": self.file_url(item.cord),
-                "labels_url": f"/api/items/{index}/labels"}
+                "labels_url": f"/api/items/{index}/labels", "quality": quality_summary(item.quality)}
 
     def summary(self) -> dict:
         return {"version": __version__, "rater": self.rater, "out": str(self.folders.out),
-                "qc_fail": str(self.marks.qc_fail_path),
+                "qc_fail": str(self.marks.qc_fail_path), "order": self.order,
                 "levels": [{"value": value, "name": spinal_level_name(value),
                             "colour": "#%02X%02X%02X" % level_colour(value)}
                            for value in self.allowed if value >= 2],
@@ -419,9 +422,9 @@ def _mark_form(body: bytes) -> tuple:
 
 def open_session(*, path_data, path_pred, path_out=None, include: Optional[str] = None,
                  qc_fail: Optional[str] = None, rater: str = "", token: Optional[str] = None,
-                 suffix=DEFAULT_SUFFIX) -> tuple:
-    """(ReviewSession, left_out): the images to review (`suffix`: which contrast) and those left out, with
-    reasons."""
+                 suffix=DEFAULT_SUFFIX, order: str = DEFAULT_ORDER) -> tuple:
+    """(ReviewSession, left_out): the images to review (`suffix`: which contrast; `order`: "worst", the lowest
+    quality score first, or "file", the dataset's order) and those left out, with reasons."""
     if include and qc_fail:
         raise RootletsError("Give -include or -qc-fail, not both.")
     folders = ReviewFolders.of(path_data, path_pred, path_out)
@@ -435,16 +438,17 @@ def open_session(*, path_data, path_pred, path_out=None, include: Optional[str] 
         where = folders.pred_labels
         raise RootletsError(f"No image to review: no prediction found in {where} for the selected images of "
                             f"{folders.data} (expected <sub>/[<ses>/]anat/<stem>_label-rootlets_dseg.nii.gz).")
-    return ReviewSession(folders, items, rater=rater, token=token), left_out
+    return ReviewSession(folders, ordered(items, order), rater=rater, token=token, order=order), left_out
 
 
 def serve_review(*, path_data, path_pred, path_out=None, include: Optional[str] = None,
                  qc_fail: Optional[str] = None, rater: str = "", port: int = DEFAULT_PORT,
-                 on_ready: Callable[[str], None] = print, suffix=DEFAULT_SUFFIX) -> ReviewSession:
+                 on_ready: Callable[[str], None] = print, suffix=DEFAULT_SUFFIX,
+                 order: str = DEFAULT_ORDER) -> ReviewSession:
     """Serve the review of a dataset until interrupted (Ctrl+C); `on_ready(url)` gets the address with its token.
     Returns the session (marks, number of saves) once stopped."""
     session, left_out = open_session(path_data=path_data, path_pred=path_pred, path_out=path_out, include=include,
-                                      qc_fail=qc_fail, rater=rater, suffix=suffix)
+                                      qc_fail=qc_fail, rater=rater, suffix=suffix, order=order)
     for path, reason in left_out:
         logger.info("Left out %s: %s", path, reason)
     server = ReviewServer(session, port)

@@ -10,13 +10,39 @@
   const levelFilter = document.getElementById("level-filter");
   const textFilter = document.getElementById("text-filter");
   const overlay = document.getElementById("overlay");
+  const scoreHeader = document.getElementById("score-header");
   let visible = [];
   let selected = -1;
+  let scoreOrder = 0;  // 0: as written; 1: lowest score first; -1: highest first (entries without one: last)
 
   function entryId(entry) { return entry.backgroundImage; }
   function entryTimestamp(entry) { const parts = entry.backgroundImage.split("/"); return parts[parts.length - 2]; }
-  function entryLevels(entry) { return (extras[entryTimestamp(entry)] || {}).levels || []; }
-  function entryNote(entry) { return (extras[entryTimestamp(entry)] || {}).note || ""; }
+  function entryExtras(entry) { return extras[entryTimestamp(entry)] || {}; }
+  function entryLevels(entry) { return entryExtras(entry).levels || []; }
+  function entryNote(entry) { return entryExtras(entry).note || ""; }
+  // Older reports and SCT's own entries have no score: null, shown empty and sorted last.
+  function entryScore(entry) {
+    const score = entryExtras(entry).score;
+    return typeof score === "number" ? score : null;
+  }
+  function entryFlags(entry) { return entryExtras(entry).flags || []; }
+  function scoreText(entry) { const score = entryScore(entry); return score === null ? "" : score.toFixed(2); }
+  function qualityText(entry) {
+    if (entryScore(entry) === null) return "";
+    const worst = entryExtras(entry).worst_level;
+    const flags = entryFlags(entry);
+    return "score " + scoreText(entry) + (worst ? " (worst " + worst + ")" : "") +
+      (flags.length ? "; flags: " + flags.join(", ") : "");
+  }
+
+  /** `list` by score in `direction` (1: lowest first), entries without a score after, each group as written. */
+  function sortedByScore(list, direction) {
+    return list.map(function (entry, position) { return [entry, position]; }).sort(function (a, b) {
+      const x = entryScore(a[0]), y = entryScore(b[0]);
+      if (x === null || y === null) return (x === null) - (y === null) || a[1] - b[1];
+      return direction * (x - y) || a[1] - b[1];
+    }).map(function (pair) { return pair[0]; });
+  }
 
   function fillOptions(select, values) {
     values.forEach(function (value) {
@@ -31,21 +57,28 @@
     if (subjectFilter.value && entry.subject !== subjectFilter.value) return false;
     if (levelFilter.value && entryLevels(entry).indexOf(levelFilter.value) < 0) return false;
     const text = textFilter.value.trim().toLowerCase();
-    return !text || Object.values(entry).join(" ").toLowerCase().indexOf(text) >= 0;
+    return !text || Object.values(entry).concat(entryFlags(entry)).join(" ").toLowerCase().indexOf(text) >= 0;
   }
 
   function render() {
     visible = entries.filter(matches);
+    if (scoreOrder) visible = sortedByScore(visible, scoreOrder);
     body.innerHTML = "";
     visible.forEach(function (entry, index) {
       const row = document.createElement("tr");
       const mark = marks[entryId(entry)] || "";
       [index + 1, entry.dataset, entry.subject, entry.contrast, entry.command, entry.plane, entry.inputFile,
-       entry.date, mark, entryNote(entry)].forEach(function (value, column) {
+       entry.date, mark, entryNote(entry), scoreText(entry), entryFlags(entry).join(", ")
+      ].forEach(function (value, column) {
         const cell = document.createElement("td");
         cell.textContent = value;
         if (column === 8) { cell.className = mark ? "qc-" + mark : ""; cell.dataset.role = "mark"; }
         if (column === 9) { cell.className = "qc-note"; cell.dataset.role = "note"; }
+        if (column === 10) {
+          cell.className = "qc-score"; cell.dataset.role = "score";
+          if (entryExtras(entry).worst_level) cell.title = "worst level " + entryExtras(entry).worst_level;
+        }
+        if (column === 11) { cell.className = "qc-flags"; cell.dataset.role = "flags"; }
         row.appendChild(cell);
       });
       row.addEventListener("click", function () { select(index); });
@@ -65,7 +98,18 @@
     overlay.src = entry.overlayImage;
     document.getElementById("caption").textContent =
       entry.subject + " / " + entry.inputFile + " / " + entry.plane + " — " + entry.cmdline +
-      (entryNote(entry) ? " — " + entryNote(entry) : "");
+      (entryNote(entry) ? " — " + entryNote(entry) : "") + (qualityText(entry) ? " — " + qualityText(entry) : "");
+  }
+
+  /** A click on the Score header: lowest first, then highest first, and so on; the entry shown stays selected. */
+  function sortByScore() {
+    const shown = selected >= 0 ? visible[selected] : null;
+    scoreOrder = scoreOrder === 1 ? -1 : 1;
+    scoreHeader.setAttribute("aria-sort", scoreOrder === 1 ? "ascending" : "descending");
+    scoreHeader.textContent = "Score " + (scoreOrder === 1 ? "\u25B2" : "\u25BC");
+    selected = -1;
+    render();
+    if (shown) select(visible.indexOf(shown));
   }
 
   function setMark(value) {
@@ -106,6 +150,7 @@
     });
   });
   document.getElementById("export-button").addEventListener("click", exportFailing);
+  scoreHeader.addEventListener("click", sortByScore);
   render();
   if (visible.length) select(0);
 })();

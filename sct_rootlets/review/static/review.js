@@ -100,6 +100,37 @@
 
   // --- the list ---------------------------------------------------------------------------------------------
 
+  function scoreText(quality) {
+    return quality ? quality.score.toFixed(2) : '–';
+  }
+
+  function scoreTitle(quality) {
+    if (!quality) return 'no quality record in the prediction\'s sidecar';
+    const levels = Object.entries(quality.levels).map(([name, score]) => `${name} ${score.toFixed(2)}`);
+    return `score ${quality.score.toFixed(2)}${quality.worst_level ? `, worst level ${quality.worst_level}` : ''}`
+      + `${levels.length ? `\nper level: ${levels.join(', ')}` : ''}`;
+  }
+
+  function flagText(flag) {
+    return `${flag.name}${flag.level ? ` (${flag.level})` : ''}: ${flag.message}`;
+  }
+
+  /** The flags' names, once each, their messages in the tooltip. */
+  function flagLine(flags) {
+    const line = document.createElement('span');
+    line.className = 'flags';
+    const messages = new Map();
+    for (const flag of flags) messages.set(flag.name, [...(messages.get(flag.name) || []), flagText(flag)]);
+    for (const [name, texts] of messages) {
+      const span = document.createElement('span');
+      span.className = 'flag';
+      span.textContent = name;
+      span.title = texts.join('\n');
+      line.append(span, ' ');
+    }
+    return line;
+  }
+
   function renderList() {
     const body = $('#items tbody');
     body.replaceChildren();
@@ -107,15 +138,21 @@
       const row = document.createElement('tr');
       row.dataset.index = index;
       if (index === state.index) row.classList.add('selected');
-      const done = state.drafts.has(index) ? '●' : (item.corrected ? '✓' : '');
-      const cells = [String(index + 1), item.key, item.mark || '', done];
-      cells.forEach((text, column) => {
-        const cell = document.createElement('td');
-        cell.textContent = text;
-        if (column === 2 && item.mark) cell.className = item.mark;
-        if (column === 3 && state.drafts.has(index)) cell.title = 'unsaved edits kept in this tab';
-        row.appendChild(cell);
-      });
+      const cell = (text, className = '', title = '') => {
+        const td = document.createElement('td');
+        td.textContent = text;
+        td.className = className;
+        if (title) td.title = title;
+        row.appendChild(td);
+        return td;
+      };
+      cell(String(index + 1));
+      const image = cell(item.key);
+      if (item.quality && item.quality.flags.length) image.appendChild(flagLine(item.quality.flags));
+      cell(scoreText(item.quality), 'score', scoreTitle(item.quality));
+      cell(item.mark || '', item.mark || '');
+      const draft = state.drafts.has(index);
+      cell(draft ? '●' : (item.corrected ? '✓' : ''), '', draft ? 'unsaved edits kept in this tab' : '');
       row.addEventListener('click', () => go(index));
       body.appendChild(row);
     });
@@ -130,6 +167,29 @@
     for (const button of document.querySelectorAll('[data-mark]')) {
       button.classList.toggle('active', button.dataset.mark === item.mark);
     }
+    renderQuality(item.quality);
+  }
+
+  /** The current image's score, its worst level and every flag's message, beside its name. */
+  function renderQuality(quality) {
+    const box = $('#quality');
+    box.replaceChildren();
+    if (!quality) {
+      box.textContent = 'No quality score.';
+      return;
+    }
+    const worst = quality.worst_level;
+    box.append(`Score ${quality.score.toFixed(2)}`
+      + `${worst ? ` · worst ${worst} ${quality.levels[worst].toFixed(2)}` : ''}`);
+    if (!quality.flags.length) return;
+    const list = document.createElement('ul');
+    for (const flag of quality.flags) {
+      const entry = document.createElement('li');
+      entry.className = 'flag';
+      entry.textContent = flagText(flag);
+      list.appendChild(entry);
+    }
+    box.appendChild(list);
   }
 
   function renderTools() {
@@ -422,6 +482,22 @@
       if (isDirty()) state.drafts.set(state.index, { bitmap: nv.drawBitmap.slice(), version: state.version });
     }
     await load(index);
+  }
+
+  /** The worst image not yet reviewed: the lowest score among those neither marked nor corrected (this one
+   *  aside), then those without a score in list order; -1 when there is none. */
+  function worstUnreviewed() {
+    const items = state.session.items;
+    const score = (i) => (items[i].quality ? items[i].quality.score : Infinity);
+    const open = items.map((_, i) => i).filter((i) => i !== state.index && !items[i].mark && !items[i].corrected);
+    open.sort((a, b) => score(a) - score(b) || a - b);
+    return open.length ? open[0] : -1;
+  }
+
+  async function nextWorst() {
+    const index = worstUnreviewed();
+    if (index < 0) status('Every other image is marked or corrected.', 'ok');
+    else await go(index);
   }
 
   /** Open this image again from disk (the newest correction, e.g. after a refused save), dropping its unsaved
@@ -845,6 +921,7 @@
     else if (key === 'a') mark('artifact');
     else if (key === 'j') go(state.index + 1);
     else if (key === 'k') go(state.index - 1);
+    else if (key === 'n') nextWorst();
     else if (key === ' ') toggleLabels();
     else if (key === 'v') cycleLayout();
     else if (key === 't') toggle3D();
@@ -892,7 +969,7 @@
       cord: toggleCord, 'reset-view': resetView, 'reset-window': () => setWindow(...state.defaultWindow),
       outline: () => { state.outline = !state.outline; applyLabelDisplay(); renderTools(); },
       brush: () => setBrush(state.brushSize, !state.sphere), 'help-button': () => toggleHelp(),
-      prev: () => go(state.index - 1), next: () => go(state.index + 1) };
+      prev: () => go(state.index - 1), next: () => go(state.index + 1), 'next-worst': nextWorst };
     for (const [id, action] of Object.entries(actions)) $(`#${id}`).addEventListener('click', action);
     $('#opacity').addEventListener('input', () => {
       state.opacity = Number($('#opacity').value) / 100;
@@ -946,6 +1023,7 @@
       $('#rater').value.trim()));
     $('#out-folder').textContent = state.session.out;
     $('#qc-fail').textContent = state.session.qc_fail;
+    if (state.session.order === 'worst') $('#image-header').textContent = 'image (worst first)';
     wireButtons();
     renderTools();
     await load(0);
