@@ -194,7 +194,7 @@ def process_image(image: BidsImage, settings: BatchSettings, loaded=None) -> Ite
             rootlets_qc(Path(settings.output) / "qc", image.path, paths["dseg"], cord_mask=cord,
                         levels_csv=levels_csv, command="sct_rootlets_batch", cmdline=settings.command_line,
                         dataset=settings.dataset_name or None, subject=image.key.replace("/", "_"),
-                        note=cord_note(cord_source))
+                        note=cord_note(cord_source), quality=quality)
         return ItemResult(key=image.key, image=str(image.path), status="done")
     except Exception as exc:  # one bad subject must never stop the others
         for key, path in paths.items():

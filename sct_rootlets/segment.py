@@ -155,7 +155,7 @@ def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = No
 
             rootlets_qc(qc.folder, plan.input, plan.image, cord_mask=cord, levels_csv=levels.get("spinal"),
                         command="sct_deepseg_rootlets", cmdline=command_line, dataset=qc.dataset,
-                        subject=qc.subject, note=cord_note(cord_source))
+                        subject=qc.subject, note=cord_note(cord_source), quality=quality)
     return written
 
 

@@ -221,7 +221,11 @@ def test_batch_tables_carry_the_quality_records_worst_first(tmp_path, tiny_model
     assert first.returncode == 0, first.stderr
     labels = out / "derivatives/labels"
     sidecars = {"sub-01": labels / "sub-01/anat/sub-01_T2w_label-rootlets_dseg.json",
-                "sub-02": labels / "sub-02/anat/sub-02_T2w_label-rootlets_dseg.json"}
+                "sub-02": labels / "sub-02/anat/sub-02_T2w_label-rootlets_dseg.json",
+                "sub-03": labels / "sub-03/ses-01/anat/sub-03_ses-01_T2w_label-rootlets_dseg.json"}
+    content = json.loads(sidecars["sub-03"].read_text())  # sub-03 as predicted before scores existed
+    del content["Quality"]
+    sidecars["sub-03"].write_text(json.dumps(content))
     add_quality(sidecars["sub-01"], quality_block(0.7, {"C2": 0.65, "C4": 0.9},
                                                   (("missing_level", "C5", "C5 has no rootlet."),
                                                    ("small_level", "C6", "C6 is smaller than expected."))))
@@ -269,12 +273,6 @@ def test_select_then_review_manifest_and_build(tmp_path, tiny_model_root, rootle
     assert predicted.returncode == 0, predicted.stderr
     sidecars = sorted((preds / "derivatives/labels").rglob("*_label-rootlets_dseg.json"))
     assert len(sidecars) == 3
-    # --- Quality records written by hand until sct_rootlets_batch writes its own: delete this block then; -------
-    # --- the rest of the test reads the scores from the sidecars. ---------------------------------------------
-    for sidecar, score in zip(sidecars, (0.3, 0.8, 0.1)):
-        assert "Quality" not in json.loads(sidecar.read_text())
-        add_quality(sidecar, quality_block(score, {"C2": score}))
-    # -----------------------------------------------------------------------------------------------------------
     scores = {}
     for sidecar in sidecars:
         folder = sidecar.parent.relative_to(preds / "derivatives/labels").as_posix()

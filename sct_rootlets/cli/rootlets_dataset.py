@@ -209,7 +209,7 @@ def select_next(args: argparse.Namespace) -> None:
     from sct_rootlets.io.atomic import atomic_paths
     from sct_rootlets.quality.select import candidate_pool, choose
     from sct_rootlets.review.items import ReviewFolders, item_for
-    from sct_rootlets.review.lists import COMMENT, WRITE_KEY, qc_fail_yml_text
+    from sct_rootlets.review.lists import WRITE_KEY, qc_fail_yml_text
     from sct_rootlets.training.manifest import is_empty_label
 
     if args.count < 1:
@@ -242,9 +242,9 @@ def select_next(args: argparse.Namespace) -> None:
         logger.warning("Warning: %d prediction(s) have no quality record in their sidecar and cannot be ranked "
                        "(not chosen): %s.", len(pool.without_quality), _names(pool.without_quality))
     chosen = choose(pool.scored, args.count, diverse=args.diverse)
-    text = qc_fail_yml_text({WRITE_KEY: [candidate.name for candidate in chosen]})
+    text = qc_fail_yml_text({WRITE_KEY: [candidate.name for candidate in chosen]}, SELECT_COMMENT)
     with atomic_paths([output], overwrite=True) as (tmp,):
-        tmp.write_text(text.replace(f"# {COMMENT}\n", f"# {SELECT_COMMENT}\n", 1), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
     print(_selection_report(pool, chosen, args))
     print(f"Done: {output} ({len(chosen)} image(s) under {WRITE_KEY})")
 

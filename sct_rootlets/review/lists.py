@@ -75,10 +75,11 @@ def read_qc_fail_yml(path) -> list:
     return listed
 
 
-def qc_fail_yml_text(content: dict) -> str:
-    """`content` as YAML written by a safe dumper (any file name round-trips), under our comment."""
+def qc_fail_yml_text(content: dict, comment: str = COMMENT) -> str:
+    """`content` as YAML written by a safe dumper (any file name round-trips), under `comment` (the review's
+    own by default: the review rewrites a file under it as its own)."""
     text = yaml.safe_dump(content, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1 << 16)
-    return f"# {COMMENT}\n{text}"
+    return f"# {comment}\n{text}"
 
 
 def _write_text(path: Path, text: str) -> None:
