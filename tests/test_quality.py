@@ -7,12 +7,15 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy.stats import spearmanr
 
 from conftest import ras_image, run_cli
 from sct_rootlets.inference.confidence import NetworkConfidence, network_confidence
 from sct_rootlets.quality.flags import anatomical_flags
 from sct_rootlets.quality.record import Quality, read_quality
 from sct_rootlets.quality.score import assess
+from sct_rootlets.synthetic.degrade import degrade_case, degraded_name
+from sct_rootlets.synthetic.render import SynthOptions, generate_case, load_template, write_case
 
 ZOOMS = (1.0, 1.0, 1.0)
 AFFINE = np.diag([1.0, 1.0, 1.0, 1.0])  # RAS: axis 0 left -> right, axis 2 inferior -> superior
@@ -149,3 +152,36 @@ def test_every_prediction_sidecar_carries_its_quality(tmp_path, rootlets_home, t
     assert {name: level["Voxels"] for name, level in quality["Levels"].items()} == dict(zip(names, counts.tolist()))
     assert all(0 <= level["Score"] <= 1 for level in quality["Levels"].values())
     assert all(set(flag) == {"Name", "Level", "Message"} for flag in quality["Flags"])
+
+
+def test_the_score_ranks_degraded_scans_as_their_dice_does(tmp_path, rootlets_home):
+    """Issue 29's bar on a small generated set (a seed used neither to train the starter model nor to tune the
+    score): one volume, clean and degraded at graded strengths, segmented by the default model (offline: the
+    bundled starter) in one batch; the image scores in the sidecars rank as the Dice against the exact labels."""
+    options = SynthOptions(shape=(64, 128, 320))  # a narrower field of view than the default 320: faster
+    clean = write_case(generate_case(load_template(), 515151, options), tmp_path / "clean", "sub-001", options)
+    truth = tmp_path / "clean/derivatives/labels/sub-001/anat/sub-001_T2w_label-rootlets_dseg.nii.gz"
+    rng = np.random.default_rng(515151)
+    cases = [("noise", 0.0), ("noise", 1.0), ("blur", 0.35), ("blur", 0.7), ("bias", 1.0), ("crop", 0.35),
+             ("contrast", 0.7)]
+    for kind, grade in cases:
+        name = degraded_name(clean, kind, grade)
+        degrade_case(rng, clean, [truth], tmp_path / "ds/sub-001/anat" / f"{name}.nii.gz",
+                     [tmp_path / "truth" / f"{name}.nii.gz"], kind, grade)
+    result = run_cli("-path-data", tmp_path / "ds", "-path-output", tmp_path / "out", "-no-qc", "-device", "cpu",
+                     env_home=rootlets_home, command="sct_rootlets_batch")
+    assert result.returncode == 0, result.stderr[-3000:]
+    scores, dices = [], []
+    for kind, grade in cases:
+        name = degraded_name(clean, kind, grade)
+        folder = tmp_path / "out/derivatives/labels/sub-001/anat"
+        scores.append(read_quality(folder / f"{name}_label-rootlets_dseg.json").score)
+        prediction = np.asanyarray(nib.load(folder / f"{name}_label-rootlets_dseg.nii.gz").dataobj)
+        exact = np.asanyarray(nib.load(tmp_path / "truth" / f"{name}.nii.gz").dataobj)
+        levels = (set(np.unique(exact)) | set(np.unique(prediction))) - {0}
+        dices.append(np.mean([2 * np.sum((exact == v) & (prediction == v)) / (np.sum(exact == v)
+                                                                               + np.sum(prediction == v))
+                              for v in levels]) if levels else 0.0)
+    assert spearmanr(scores, dices).correlation >= 0.6, list(zip(cases, scores, dices))
+    worst_by_dice = set(np.argsort(dices)[:2])
+    assert len(worst_by_dice & set(np.argsort(scores)[:2])) >= 1, list(zip(cases, scores, dices))
