@@ -3,17 +3,21 @@ it, each anatomical flag on label maps built here with a known defect, the score
 prediction's sidecar carries."""
 
 import json
+import shutil
 
 import nibabel as nib
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from conftest import ras_image, run_cli
+from conftest import ras_image, run_cli, stored_as, synthetic_t2w
 from sct_rootlets.inference.confidence import NetworkConfidence, network_confidence
+from sct_rootlets.inference.session import InferenceSession
+from sct_rootlets.io.image import load_input_image
 from sct_rootlets.quality.flags import anatomical_flags
 from sct_rootlets.quality.record import Quality, read_quality
 from sct_rootlets.quality.score import assess
+from sct_rootlets.store.resolve import resolve_model
 from sct_rootlets.synthetic.degrade import degrade_case, degraded_name
 from sct_rootlets.synthetic.render import SynthOptions, generate_case, load_template, write_case
 
@@ -185,3 +189,20 @@ def test_the_score_ranks_degraded_scans_as_their_dice_does(tmp_path, rootlets_ho
     assert spearmanr(scores, dices).correlation >= 0.6, list(zip(cases, scores, dices))
     worst_by_dice = set(np.argsort(dices)[:2])
     assert len(worst_by_dice & set(np.argsort(scores)[:2])) >= 1, list(zip(cases, scores, dices))
+
+
+@pytest.mark.parametrize("region, engine", [("whole", "torch"), ("exact", "torch"), ("fast", "torch"),
+                                            ("fast", "openvino")])
+def test_scoring_changes_no_label(tiny_model_root, tmp_path, region, engine):
+    """Labels bit for bit with and without the confidence, in every region mode (the whole mode's own path is
+    checked against nnU-Net's predictor in test_inference.py)."""
+    model_folder = shutil.copytree(tiny_model_root, tmp_path / "model")  # the engine writes beside the weights
+    path = tmp_path / "img.nii.gz"
+    nib.save(stored_as(ras_image(synthetic_t2w((56, 56, 28))), ("P", "S", "R")), path)
+    image = load_input_image(path)
+    cord = np.zeros(image.data.shape, np.uint8)
+    cord[20:30, 20:30, 10:18] = 1
+    session = InferenceSession(resolve_model(str(model_folder)), device="cpu", region=region, engine=engine)
+    labels, confidence = session.predict_scored(image, cord)
+    np.testing.assert_array_equal(labels, session.predict(image, cord))
+    assert confidence.image is None or 0 <= confidence.image <= 1
