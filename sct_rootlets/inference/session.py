@@ -508,15 +508,8 @@ class InferenceSession:
 
     def _predict(self, image: InputImage, cord: Optional[np.ndarray] = None,
                  prepared: Optional[PreparedImage] = None, on_logits=None) -> np.ndarray:
-        """`predict`, handing the logits the labels come from to `on_logits` (if given) before they are exported.
-
-        With a cord mask (on the image grid) and a session `region` other than "whole", the network runs only
-        around the mask's bounding box widened by `roi_margin_mm` (see the class); everything outside the box is
-        background. The image is normalised as a whole first, as for a whole-image prediction (`prepared`, from
-        `prepare(image)`, is that work done beforehand).
-        An image whose resampling to the model's voxel size cannot fit in memory is refused (InputImageError)
-        before anything is allocated.
-        """
+        """`predict_scored`'s labels, handing the logits they come from to `on_logits` (if given) before they are
+        exported."""
         network_input, spacing, to_network, reorientation = self._network_view(image)
         on_logits = on_logits or (lambda logits: None)
         if not self.uses_region(cord):
