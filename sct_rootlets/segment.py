@@ -68,7 +68,7 @@ def predict_labels(session, image: InputImage, postprocessing: PostProcessing, *
     filtered by (None: none), `cord_provenance` the sidecar's `cord_mask` entry for it."""
     predicted, confidence = session.predict_scored(image, cord, prepared)
     labels = postprocessing.apply(predicted, image.zooms, image.nifti.affine, cord=cord, discs=discs)
-    return labels, assess(labels, image.nifti.affine, image.zooms, confidence, cord, cord_provenance)
+    return labels, assess(labels, image.nifti.affine, confidence, cord, cord_provenance)
 
 
 def segment_rootlets(inputs: Sequence, *, output=None, model: Optional[str] = None,

@@ -21,7 +21,6 @@ from sct_rootlets.store.resolve import resolve_model
 from sct_rootlets.synthetic.degrade import degrade_case, degraded_name
 from sct_rootlets.synthetic.render import SynthOptions, generate_case, load_template, write_case
 
-ZOOMS = (1.0, 1.0, 1.0)
 AFFINE = np.diag([1.0, 1.0, 1.0, 1.0])  # RAS: axis 0 left -> right, axis 2 inferior -> superior
 SHAPE = (60, 40, 90)
 CORD_X = 30
@@ -74,7 +73,7 @@ def cord_mask() -> np.ndarray:
 
 
 def flag_names(labels, cord=None, problem=None) -> list:
-    return [(flag.name, flag.level) for flag in anatomical_flags(labels, AFFINE, ZOOMS, cord, problem)]
+    return [(flag.name, flag.level) for flag in anatomical_flags(labels, AFFINE, cord, problem)]
 
 
 def test_a_complete_bilateral_map_raises_no_flag():
@@ -115,22 +114,22 @@ def test_an_empty_map_and_an_unused_cord_are_flagged():
 
 def test_each_flag_halves_the_score_of_what_it_is_about():
     confidence = NetworkConfidence(0.8, {level: 0.9 for level in range(2, 8)})
-    clean = assess(bilateral_levels(), AFFINE, ZOOMS, confidence, cord_mask(), {"Computed": True})
+    clean = assess(bilateral_levels(), AFFINE, confidence, cord_mask(), {"Computed": True})
     assert clean.score == pytest.approx(0.8) and clean.flags == ()
     assert [clean.levels[name].score for name in ("C2", "C3", "C4", "C5", "C6", "C7")] == [0.9] * 6
-    one_sided = assess(bilateral_levels(drop_side=4), AFFINE, ZOOMS, confidence, cord_mask(), {"Computed": True})
+    one_sided = assess(bilateral_levels(drop_side=4), AFFINE, confidence, cord_mask(), {"Computed": True})
     assert one_sided.score == pytest.approx(0.4)
     assert one_sided.levels["C4"].score == pytest.approx(0.45) and one_sided.levels["C5"].score == pytest.approx(0.9)
-    not_found = assess(bilateral_levels(drop_side=4), AFFINE, ZOOMS, confidence, None,
+    not_found = assess(bilateral_levels(drop_side=4), AFFINE, confidence, None,
                        {"Computed": True, "Found": False})  # image-wide flag: every level halved
     assert not_found.score == pytest.approx(0.4)  # one flag: the side flag needs the cord
     assert not_found.levels["C5"].score == pytest.approx(0.45)
-    empty = assess(np.zeros(SHAPE, np.uint8), AFFINE, ZOOMS, NetworkConfidence(None), None, None)
+    empty = assess(np.zeros(SHAPE, np.uint8), AFFINE, NetworkConfidence(None), None, None)
     assert empty.score == 0 and empty.levels == {}
 
 
 def test_the_record_survives_its_sidecar_and_refuses_what_is_not_one(tmp_path):
-    quality = assess(bilateral_levels(levels=[2, 3, 5]), AFFINE, ZOOMS, NetworkConfidence(0.7, {2: 0.8}),
+    quality = assess(bilateral_levels(levels=[2, 3, 5]), AFFINE, NetworkConfidence(0.7, {2: 0.8}),
                      cord_mask(), {"Computed": False})
     sidecar = tmp_path / "x.json"
     sidecar.write_text(json.dumps({"Quality": quality.as_dict()}))

@@ -29,23 +29,22 @@ class NetworkConfidence:
     possible_voxels: dict = field(default_factory=dict)
 
 
-def _candidate_probabilities(logits: np.ndarray) -> np.ndarray:
-    """Softmax probabilities (labels, voxels) at the voxels where some foreground label may be possible."""
-    flat = logits.reshape(logits.shape[0], -1)
-    background, foreground = flat[0], flat[1:].max(axis=0)
-    candidates = np.flatnonzero(foreground.astype(np.float32) > background.astype(np.float32) - CANDIDATE_LOGIT_GAP)
-    chosen = flat[:, candidates].astype(np.float32)
+def _candidate_exponentials(logits: np.ndarray) -> tuple:
+    """(exp of the logits less their maximum, per voxel (labels, voxels); their sums) at the voxels where some
+    foreground label may be possible: the softmax's numerators and denominators, left undivided."""
+    values = logits.reshape(logits.shape[0], -1).astype(np.float32)  # one conversion: half-precision maths is slow
+    candidates = np.flatnonzero(values[1:].max(axis=0) > values[0] - CANDIDATE_LOGIT_GAP)
+    chosen = np.take(values, candidates, axis=1)
     chosen -= chosen.max(axis=0, keepdims=True)
     np.exp(chosen, out=chosen)
-    chosen /= chosen.sum(axis=0, keepdims=True)
-    return chosen
+    return chosen, chosen.sum(axis=0)
 
 
 def network_confidence(logits: np.ndarray) -> NetworkConfidence:
     """`NetworkConfidence` of logits shaped (labels, ...) with label 0 the background (any float dtype)."""
-    probabilities = _candidate_probabilities(np.asarray(logits))
-    sure = (probabilities[1:] > SURE).sum(axis=1)
-    possible = (probabilities[1:] > POSSIBLE).sum(axis=1)
+    exponentials, sums = _candidate_exponentials(np.asarray(logits))
+    sure = (exponentials[1:] > SURE * sums).sum(axis=1)  # probability > SURE, without dividing
+    possible = (exponentials[1:] > POSSIBLE * sums).sum(axis=1)
     levels = {value: float(s / p) for value, s, p in zip(range(1, len(possible) + 1), sure, possible) if p}
     counts = {value: int(p) for value, p in zip(range(1, len(possible) + 1), possible) if p}
     image = float(sure.sum() / possible.sum()) if possible.sum() else None

@@ -23,20 +23,20 @@ def _rounded(value: Optional[float]) -> Optional[float]:
     return None if value is None else round(float(value), 4)
 
 
-def assess(labels: np.ndarray, affine: np.ndarray, zooms, confidence: NetworkConfidence,
+def assess(labels: np.ndarray, affine: np.ndarray, confidence: NetworkConfidence,
            cord: Optional[np.ndarray] = None, cord_provenance: Optional[dict] = None) -> Quality:
     """The `Quality` of a label map (on its image's grid) from the network's confidence in it and the flags its
     anatomy raises; `cord` is the mask the run used, `cord_provenance` the sidecar's `cord_mask` entry."""
-    flags = anatomical_flags(labels, affine, zooms, cord, cord_note(cord_provenance))
+    flags = anatomical_flags(labels, affine, cord, cord_note(cord_provenance))
     image_flags = sum(flag.level is None for flag in flags)
-    values, counts = np.unique(labels[labels > 0], return_counts=True)
+    counts = np.bincount(labels.ravel())
     levels = {}
-    for value, count in zip(values.astype(int), counts):
-        name = spinal_level_name(value)
-        level_confidence = confidence.levels.get(value, confidence.image)
+    for value in np.flatnonzero(counts[1:]) + 1:
+        name = spinal_level_name(int(value))
+        level_confidence = confidence.levels.get(int(value), confidence.image)
         flagged = image_flags + sum(flag.level == name for flag in flags)
         levels[name] = LevelQuality(_rounded((level_confidence or 0.0) * FLAG_FACTOR ** flagged),
-                                    _rounded(level_confidence), int(count))
-    image_confidence = confidence.image if values.size else 0.0
+                                    _rounded(level_confidence), int(counts[value]))
+    image_confidence = confidence.image if levels else 0.0
     score = (image_confidence or 0.0) * FLAG_FACTOR ** len(flags)
     return Quality(_rounded(score), _rounded(confidence.image), levels, tuple(flags))
