@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from sct_rootlets.anatomy.levels import spinal_level_name
 from sct_rootlets.quality.record import Flag
@@ -28,8 +27,6 @@ SIDE_RATIO = 0.15
 FAR_FROM_CORD_MM = 15.0
 #: ...and are flagged when they are more than this share of the labelled voxels.
 FAR_SHARE = 0.05
-#: Labelled voxels whose distance to the cord is measured, at most.
-MAX_DISTANCES = 10000
 #: Levels with fewer voxels than this are too small to weigh sides or sizes.
 MIN_VOXELS = 10
 
@@ -83,23 +80,31 @@ def size_outliers(present: list, counts: dict, labelled: _Voxels, shape, axis: i
     return flags
 
 
-def _cord_centre_per_slice(cord: _Voxels, slices: int, axis: int) -> np.ndarray:
-    """The cord's mean world left-right coordinate on each slice of `axis` (NaN where a slice has no cord)."""
-    counts = np.bincount(cord.index[axis], minlength=slices)
-    sums = np.bincount(cord.index[axis], cord.world[0], minlength=slices)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / counts, np.nan)
+@dataclass(frozen=True)
+class _CordSlices:
+    """The cord on each slice of the superior-inferior axis: its centre's world coordinates (3, slices) and the
+    radius of the disc of its area (mm); NaN on slices without cord."""
+    centre: np.ndarray
+    radius: np.ndarray
+
+    @classmethod
+    def of(cls, cord: _Voxels, slices: int, axis: int, affine: np.ndarray) -> "_CordSlices":
+        counts = np.bincount(cord.index[axis], minlength=slices).astype(float)
+        counts[counts == 0] = np.nan
+        centre = np.array([np.bincount(cord.index[axis], coordinate, minlength=slices) for coordinate in cord.world])
+        in_plane = [a for a in range(3) if a != axis]
+        voxel_area = np.prod(np.linalg.norm(affine[:3, in_plane], axis=0))
+        return cls(centre / counts, np.sqrt(counts * voxel_area / np.pi))
 
 
-def one_sided_levels(present: list, counts: dict, labelled: _Voxels, cord: _Voxels, shape, axis: int) -> list:
+def one_sided_levels(present: list, counts: dict, labelled: _Voxels, cord: _CordSlices, axis: int) -> list:
     """Levels whose voxels lie nearly all on one side of the cord's centre (on the slices that hold cord)."""
-    centre = _cord_centre_per_slice(cord, shape[axis], axis)
     flags = []
     for value in present:
         if counts[value] < MIN_VOXELS:
             continue
         mine = labelled.values == value
-        left_right, slice_centre = labelled.world[0, mine], centre[labelled.index[axis, mine]]
+        left_right, slice_centre = labelled.world[0, mine], cord.centre[0, labelled.index[axis, mine]]
         beside = ~np.isnan(slice_centre)
         sides = np.array([(left_right[beside] < slice_centre[beside]).sum(),
                           (left_right[beside] > slice_centre[beside]).sum()])
@@ -110,12 +115,16 @@ def one_sided_levels(present: list, counts: dict, labelled: _Voxels, cord: _Voxe
     return flags
 
 
-def far_from_cord(labelled: _Voxels, cord: _Voxels) -> list:
-    """Labels outside the spinal canal: farther from every cord voxel than any rootlet runs inside it (the share
-    measured on every k-th labelled voxel, `MAX_DISTANCES` at most: a wildly wrong map may label millions)."""
-    sample = labelled.world[:, ::-(-labelled.values.size // MAX_DISTANCES)]
-    distances, _ = cKDTree(cord.world.T).query(sample.T, distance_upper_bound=FAR_FROM_CORD_MM)
-    share = np.isinf(distances).mean()
+def far_from_cord(labelled: _Voxels, cord: _CordSlices, axis: int) -> list:
+    """Labels outside the spinal canal: farther from the cord than any rootlet runs inside it, the cord taken on
+    each slice as the disc of its area about its centre (labels on slices without cord are not judged)."""
+    slices = labelled.index[axis]
+    beside = ~np.isnan(cord.radius[slices])
+    if not beside.any():
+        return []
+    from_surface = (np.linalg.norm(labelled.world[:, beside] - cord.centre[:, slices[beside]], axis=0)
+                    - cord.radius[slices[beside]])
+    share = np.mean(from_surface > FAR_FROM_CORD_MM)
     if share <= FAR_SHARE:
         return []
     return [Flag("far_from_cord", f"{100 * share:.0f} % of the labelled voxels lie more than "
@@ -135,11 +144,13 @@ def anatomical_flags(labels: np.ndarray, affine: np.ndarray, cord: Optional[np.n
     counts = dict(zip(present, (int(c) for c in voxel_counts)))
     axis = _superior_axis(affine)
     cord_voxels = _Voxels.of(cord > 0, affine) if cord is not None else None
-    if cord_voxels is not None and cord_voxels.values.size:
-        flags += far_from_cord(labelled, cord_voxels)
+    cord_slices = (_CordSlices.of(cord_voxels, labels.shape[axis], axis, affine)
+                   if cord_voxels is not None and cord_voxels.values.size else None)
+    if cord_slices is not None:
+        flags += far_from_cord(labelled, cord_slices, axis)
     flags += missing_levels(present)
     flags += levels_out_of_order(present, labelled)
     flags += size_outliers(present, counts, labelled, labels.shape, axis)
-    if cord_voxels is not None and cord_voxels.values.size:
-        flags += one_sided_levels(present, counts, labelled, cord_voxels, labels.shape, axis)
+    if cord_slices is not None:
+        flags += one_sided_levels(present, counts, labelled, cord_slices, axis)
     return flags
