@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from sct_rootlets.anatomy.levels import spinal_level_name
+from sct_rootlets.anatomy.level_names import spinal_level_name
 from sct_rootlets.quality.record import read_quality
 from sct_rootlets.synthetic.degrade import DEGRADATIONS, degrade_case, degraded_name
 

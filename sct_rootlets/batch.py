@@ -29,7 +29,7 @@ from sct_rootlets import __version__
 from sct_rootlets.io.bids import BidsImage, warn_unlisted_contrasts
 from sct_rootlets.io.image import check_same_grid, load_input_image, load_label_image
 from sct_rootlets.anatomy.cord import cord_note, cord_status, cord_was_used
-from sct_rootlets.anatomy.levels import spinal_level_name
+from sct_rootlets.anatomy.level_names import spinal_level_name
 from sct_rootlets.options import DEFAULT_REGION, DEFAULT_ROI_MARGIN_MM
 from sct_rootlets.anatomy.postprocess import PostProcessing
 from sct_rootlets.io.outputs import sidecar_content, write_label_map

@@ -15,24 +15,13 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from sct_rootlets.anatomy.level_names import spinal_level_name, vertebral_level_name
 from sct_rootlets.anatomy.centerline import AxialFrame, Centerline, bounding_box
 from sct_rootlets.anatomy.postprocess import near_mask
 from sct_rootlets.options import LEVEL_METHODS
 
 SPINAL_COLUMNS = ["spinal_level", "fname", "slice_start", "slice_end", "distance_from_pmj_start",
                   "distance_from_pmj_end", "height", "slice_midpoint", "distance_from_pmj_midpoint"]
-
-
-def spinal_level_name(value: int) -> str:
-    """Rootlets/spinal-level label value -> name: 2 -> C2 ... 8 -> C8, 9 -> T1, 10 -> T2 ..."""
-    return f"C{value}" if value <= 8 else f"T{value - 8}"
-
-
-def vertebral_level_name(value: int) -> str:
-    """SCT vertebral level value -> name: 1..7 -> C1..C7, 8..19 -> T1..T12, 20.. -> L1.."""
-    if value <= 7:
-        return f"C{value}"
-    return f"T{value - 7}" if value <= 19 else f"L{value - 19}"
 
 
 @dataclass(frozen=True)

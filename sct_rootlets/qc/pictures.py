@@ -16,7 +16,7 @@ from scipy import ndimage
 from skimage import exposure
 
 from sct_rootlets.io.image import Reorientation
-from sct_rootlets.anatomy.levels import spinal_level_name
+from sct_rootlets.anatomy.level_names import spinal_level_name
 
 #: SCT's rootlets colours, cycled from C2 (C2 white, C3 orange, ...), so a level has one colour in every subject.
 LEVEL_COLOURS = ["#FFFFFF", "#F28C28", "#0096FF", "#FFEE00", "#FF0000", "#50FF30", "#F749FD"]

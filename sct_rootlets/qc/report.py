@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from sct_rootlets.io.image import check_same_grid, load_input_image, load_label_image
-from sct_rootlets.anatomy.levels import spinal_level_name
+from sct_rootlets.anatomy.level_names import spinal_level_name
 from sct_rootlets.qc.entries import EntryImages, add_entry
 from sct_rootlets.qc.pictures import axial_mosaic, sagittal_overview, save_png
 from sct_rootlets.quality.record import Quality

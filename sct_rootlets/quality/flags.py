@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from sct_rootlets.anatomy.levels import spinal_level_name
+from sct_rootlets.anatomy.level_names import spinal_level_name
 from sct_rootlets.quality.record import Flag
 
 #: A level with fewer voxels than this share of the mean of its present neighbours, or more than its inverse times

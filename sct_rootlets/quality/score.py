@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 
 from sct_rootlets.anatomy.cord import cord_note
-from sct_rootlets.anatomy.levels import spinal_level_name
+from sct_rootlets.anatomy.level_names import spinal_level_name
 from sct_rootlets.inference.confidence import NetworkConfidence
 from sct_rootlets.quality.flags import anatomical_flags
 from sct_rootlets.quality.record import LevelQuality, Quality

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from sct_rootlets import __version__
-from sct_rootlets.anatomy.levels import spinal_level_name
+from sct_rootlets.anatomy.level_names import spinal_level_name
 from sct_rootlets.errors import RootletsError
 from sct_rootlets.io.bids import DEFAULT_SUFFIX
 from sct_rootlets.qc.pictures import level_colour  # SCT's rootlets colours, cycled from C2

@@ -19,7 +19,7 @@ from typing import Optional, Sequence, Tuple
 
 from sct_rootlets.store.download import sha256_of_file
 from sct_rootlets.errors import RootletsError
-from sct_rootlets.anatomy.levels import spinal_level_name
+from sct_rootlets.anatomy.level_names import spinal_level_name
 from sct_rootlets.inference.nnunet import require_nnunet
 from sct_rootlets.io.bids import channel_contrasts
 
