@@ -40,8 +40,9 @@ class _Voxels:
 
     @classmethod
     def of(cls, volume: np.ndarray, affine: np.ndarray) -> "_Voxels":
-        index = np.asarray(np.nonzero(volume))
-        return cls(index, volume[tuple(index)], affine[:3, :3] @ index + affine[:3, 3:4])
+        flat = np.flatnonzero(volume)  # faster than a 3D nonzero
+        index = np.asarray(np.unravel_index(flat, volume.shape))
+        return cls(index, volume.reshape(-1)[flat], affine[:3, :3] @ index + affine[:3, 3:4])
 
 
 def _superior_axis(affine: np.ndarray) -> int:
@@ -143,7 +144,7 @@ def anatomical_flags(labels: np.ndarray, affine: np.ndarray, cord: Optional[np.n
     present = [int(v) for v in values]
     counts = dict(zip(present, (int(c) for c in voxel_counts)))
     axis = _superior_axis(affine)
-    cord_voxels = _Voxels.of(cord > 0, affine) if cord is not None else None
+    cord_voxels = _Voxels.of(np.ascontiguousarray(cord > 0), affine) if cord is not None else None
     cord_slices = (_CordSlices.of(cord_voxels, labels.shape[axis], axis, affine)
                    if cord_voxels is not None and cord_voxels.values.size else None)
     if cord_slices is not None:

@@ -29,7 +29,7 @@ def assess(labels: np.ndarray, affine: np.ndarray, confidence: NetworkConfidence
     anatomy raises; `cord` is the mask the run used, `cord_provenance` the sidecar's `cord_mask` entry."""
     flags = anatomical_flags(labels, affine, cord, cord_note(cord_provenance))
     image_flags = sum(flag.level is None for flag in flags)
-    counts = np.bincount(labels.ravel())
+    counts = np.bincount(labels.reshape(-1))
     levels = {}
     for value in np.flatnonzero(counts[1:]) + 1:
         name = spinal_level_name(int(value))
