@@ -107,6 +107,12 @@ def test_labels_far_outside_the_canal_are_flagged():
     assert ("far_from_cord", None) in flag_names(labels, cord_mask())
 
 
+def test_far_fewer_levels_than_the_cords_length_holds_are_flagged():
+    # README: one level per 16.5 mm, 8 at most, halved: the 90 mm cord holds 5, so 2 levels are expected at least
+    assert flag_names(bilateral_levels(levels=[4]), cord_mask()) == [("few_levels", None)]
+    assert flag_names(bilateral_levels(levels=[4, 5]), cord_mask()) == []
+
+
 def test_an_empty_map_and_an_unused_cord_are_flagged():
     assert flag_names(np.zeros(SHAPE, np.uint8), None, "No cord found.") == [("cord_not_used", None),
                                                                               ("no_rootlets", None)]

@@ -3,7 +3,8 @@
 
 Rootlets leave the cord on both sides at every level, one level below the other from C2 down; so a level missing
 between present ones, two levels in the wrong order along the cord, a level on one side only, a level much smaller
-or larger than its neighbours, and labels far outside the spinal canal all mean a correction is likely. The limits
+or larger than its neighbours, labels far outside the spinal canal, and far fewer levels than the cord's length
+holds all mean a correction is likely. The limits
 were chosen by measurement on generated scans with graded degradations (bench/RESULTS.md, issue 29).
 
 Everything is computed on the lists of labelled and cord voxels, never on whole volumes: a score must cost little
@@ -27,6 +28,10 @@ SIDE_RATIO = 0.15
 FAR_FROM_CORD_MM = 15.0
 #: ...and are flagged when they are more than this share of the labelled voxels.
 FAR_SHARE = 0.05
+#: Distance between the centres of consecutive rootlet levels in the PAM50 template, C2 to T1: 15.5-17.5 mm.
+LEVEL_SPACING_MM = 16.5
+#: Levels C2..T1 that a label map can hold.
+LABELLED_LEVELS = 8
 #: Levels with fewer voxels than this are too small to weigh sides or sizes.
 MIN_VOXELS = 10
 
@@ -132,6 +137,17 @@ def far_from_cord(labelled: _Voxels, cord: _CordSlices, axis: int) -> list:
                                   f"{FAR_FROM_CORD_MM:.0f} mm from the cord.")]
 
 
+def few_levels(present: list, cord: _CordSlices, thickness_mm: float) -> list:
+    """Fewer levels than half of those the cord's length holds (at one per `LEVEL_SPACING_MM`, 8 at most): half,
+    because the field of view may reach above C2 (the brainstem) or below T1."""
+    length = np.count_nonzero(~np.isnan(cord.radius)) * thickness_mm
+    expected = int(min(LABELLED_LEVELS, length / LEVEL_SPACING_MM) // 2)
+    if len(present) >= expected:
+        return []
+    return [Flag("few_levels", f"{len(present)} level(s) labelled along {length:.0f} mm of cord, which holds about "
+                               f"{min(LABELLED_LEVELS, length / LEVEL_SPACING_MM):.0f}.")]
+
+
 def anatomical_flags(labels: np.ndarray, affine: np.ndarray, cord: Optional[np.ndarray] = None,
                      cord_problem: Optional[str] = None) -> list:
     """Every flag a label map raises, image-wide ones first. `cord` is the cord mask the run used (None: none);
@@ -149,6 +165,7 @@ def anatomical_flags(labels: np.ndarray, affine: np.ndarray, cord: Optional[np.n
                    if cord_voxels is not None and cord_voxels.values.size else None)
     if cord_slices is not None:
         flags += far_from_cord(labelled, cord_slices, axis)
+        flags += few_levels(present, cord_slices, float(np.linalg.norm(affine[:3, axis])))
     flags += missing_levels(present)
     flags += levels_out_of_order(present, labelled)
     flags += size_outliers(present, counts, labelled, labels.shape, axis)
