@@ -118,8 +118,9 @@ def plot(table: pd.DataFrame, path: Path, rho: float, overlap: int, quarter: int
 
     figure, axis = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
     for kind, group in table.groupby("kind"):
-        axis.scatter(group.dice, group.score, s=18 + 30 * group.grade, label=kind, alpha=0.8,
-                     **({"marker": "x", "color": "black", "s": 40} if kind == "clean" else {}))
+        style = ({"marker": "x", "color": "black", "s": 40} if kind == "clean"
+                 else {"s": 18 + 30 * group.grade, "alpha": 0.8})
+        axis.scatter(group.dice, group.score, label=kind, **style)
     axis.set_xlabel("Dice against the exact labels (mean over levels)")
     axis.set_ylabel("quality score")
     axis.set_title(f"Spearman rho = {rho:.2f}; worst quarter: {overlap}/{quarter} shared", fontsize=10)
