@@ -18,6 +18,8 @@ SURE, POSSIBLE = 0.75, 0.25
 #: Voxels whose every foreground logit is this far below the background logit (foreground probability under
 #: about e^-6, 0.25 %) cannot reach `POSSIBLE` for any label: skipped, which keeps the cost to a few voxels.
 CANDIDATE_LOGIT_GAP = 6.0
+#: Voxels converted to float32 at a time (a few MB: the conversion stays in the processor's cache).
+CHUNK_VOXELS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -31,11 +33,16 @@ class NetworkConfidence:
 
 def _candidate_exponentials(logits: np.ndarray) -> tuple:
     """(exp of the logits less their maximum, per voxel (labels, voxels); their sums) at the voxels where some
-    foreground label may be possible: the softmax's numerators and denominators, left undivided."""
-    values = logits.reshape(logits.shape[0], -1).astype(np.float32)  # one conversion: half-precision maths is slow
-    candidates = np.flatnonzero(values[1:].max(axis=0) > values[0] - CANDIDATE_LOGIT_GAP)
-    chosen = np.take(values, candidates, axis=1)
-    chosen -= chosen.max(axis=0, keepdims=True)
+    foreground label may be possible: the softmax's numerators and denominators, left undivided. Read in chunks
+    converted to float32 (half-precision maths is slow; a whole float32 copy is not needed)."""
+    flat = logits.reshape(logits.shape[0], -1)
+    parts = []
+    for start in range(0, flat.shape[1], CHUNK_VOXELS):
+        values = flat[:, start:start + CHUNK_VOXELS].astype(np.float32)
+        candidates = np.flatnonzero(values[1:].max(axis=0) > values[0] - CANDIDATE_LOGIT_GAP)
+        parts.append(np.take(values, candidates, axis=1))
+    chosen = np.concatenate(parts, axis=1) if parts else np.zeros((flat.shape[0], 0), np.float32)
+    chosen -= chosen.max(axis=0, keepdims=True, initial=-np.inf)
     np.exp(chosen, out=chosen)
     return chosen, chosen.sum(axis=0)
 
