@@ -11,6 +11,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from conftest import ras_image, run_cli, stored_as, synthetic_t2w
+from sct_rootlets.inference import confidence as confidence_module
 from sct_rootlets.inference.confidence import NetworkConfidence, network_confidence
 from sct_rootlets.inference.session import InferenceSession
 from sct_rootlets.io.image import load_input_image
@@ -32,21 +33,23 @@ def logits_for(probabilities: np.ndarray) -> np.ndarray:
 
 
 def test_confidence_is_the_share_of_sure_voxels_among_possible_ones():
-    # label 1: 10 voxels at p = 0.9 (sure), 10 at 0.5 (possible only), 30 at 0.1 (not possible): 10 / 20.
-    # label 2: 6 voxels at 0.8, 2 at 0.3: 6 / 8.  Background elsewhere (100 voxels at p = 1).
-    columns = ([(0.1, 0.9, 0.0)] * 10 + [(0.5, 0.5, 0.0)] * 10 + [(0.9, 0.1, 0.0)] * 30 + [(0.2, 0.0, 0.8)] * 6
-               + [(0.7, 0.0, 0.3)] * 2 + [(1.0, 0.0, 0.0)] * 100)
-    confidence = network_confidence(logits_for(np.array(columns).T).reshape(3, 2, 79))
-    assert confidence.levels == pytest.approx({1: 10 / 20, 2: 6 / 8})
-    assert confidence.image == pytest.approx((10 + 6) / (20 + 8))
-    assert confidence.possible_voxels == {1: 20, 2: 8}
+    # label 1: 10 voxels at p = 0.9 (sure), 10 at 0.5 and 5 at 0.6 (possible only), 30 at 0.1 (not possible): 10 / 25.
+    # label 2: 6 voxels at 0.8, 2 at 0.3, 3 at 0.2 (not possible): 6 / 8.  Background elsewhere (p = 1).
+    columns = ([(0.1, 0.9, 0.0)] * 10 + [(0.5, 0.5, 0.0)] * 10 + [(0.4, 0.6, 0.0)] * 5 + [(0.9, 0.1, 0.0)] * 30
+               + [(0.2, 0.0, 0.8)] * 6 + [(0.7, 0.0, 0.3)] * 2 + [(0.8, 0.0, 0.2)] * 3 + [(1.0, 0.0, 0.0)] * 100)
+    confidence = network_confidence(logits_for(np.array(columns).T).reshape(3, 2, 83))
+    assert confidence.levels == pytest.approx({1: 10 / 25, 2: 6 / 8})
+    assert confidence.image == pytest.approx((10 + 6) / (25 + 8))
+    assert confidence.possible_voxels == {1: 25, 2: 8}
 
 
-def test_half_precision_logits_give_the_same_confidence():
+def test_half_precision_logits_and_any_chunking_give_the_same_confidence(monkeypatch):
     rng = np.random.default_rng(3)
     logits = rng.normal(0, 3, (4, 10, 12, 14)).astype(np.float32)
     exact, half = network_confidence(logits), network_confidence(logits.astype(np.float16))
     assert half.image == pytest.approx(exact.image, abs=0.02)
+    monkeypatch.setattr(confidence_module, "CHUNK_VOXELS", 7)  # 1,680 voxels in 240 chunks
+    assert network_confidence(logits) == exact
 
 
 def test_nothing_possibly_foreground_has_no_confidence():
