@@ -446,7 +446,7 @@ def test_a_crash_during_inference_or_writing_leaves_nothing_behind(stage, crash,
         raise crash("crash")
 
     if stage == "inference":
-        monkeypatch.setattr(InferenceSession, "predict", boom)
+        monkeypatch.setattr(InferenceSession, "_predict", boom)  # under both predict and predict_scored
     else:  # the label map is on disk (as a temp file) when writing its sidecar fails
         monkeypatch.setattr(outputs.json, "dumps", boom)
     with pytest.raises(crash):
