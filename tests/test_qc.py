@@ -485,3 +485,25 @@ def test_sagittal_bar_labels_carry_no_distances_without_a_pmj(tmp_path, drawn_te
     assert levels["distance_from_pmj_start"].isna().all()
     _, labels = _bar_labels(image, rootlets, levels, drawn_text)
     assert [c["text"] for c in labels] == ["C2", "C3", "C4"]
+
+
+def test_sct_rootlets_qc_shows_the_score_the_predictions_sidecar_holds(synthetic_case, tmp_path):
+    """README: entries of scored predictions show their score; `sct_rootlets_qc` reads it from the label map's
+    sidecar (`<stem>.json` beside it), and makes plain entries for a map without one."""
+    from sct_rootlets.cli.rootlets_qc import main
+
+    rootlets = Path(synthetic_case["rootlets"])
+    sidecar = rootlets.parent / rootlets.name.replace(".nii.gz", ".json")
+    record = {"Score": 0.25, "Confidence": 0.5, "Levels": {"C6": {"Score": 0.25, "Confidence": 0.5, "Voxels": 1}},
+              "Flags": [{"Name": "one_sided_level", "Level": "C6", "Message": "C6 is on one side only."}]}
+    sidecar.write_text(json.dumps({"Quality": record}))
+    qc_dir = tmp_path / "qc"
+    assert main(["-i", str(synthetic_case["image"]), "-s", str(rootlets), "-qc", str(qc_dir)]) == 0
+    extras = [json.loads(path.read_text()) for path in (qc_dir / entries.EXTRAS_FOLDER).glob("*.json")]
+    assert len(extras) == 2
+    assert all(extra["score"] == 0.25 and extra["worst_level"] == "C6" and extra["flags"] == ["one_sided_level"]
+               for extra in extras)
+    sidecar.unlink()
+    assert main(["-i", str(synthetic_case["image"]), "-s", str(rootlets), "-qc", str(tmp_path / "qc2")]) == 0
+    assert all("score" not in json.loads(path.read_text())
+               for path in (tmp_path / "qc2" / entries.EXTRAS_FOLDER).glob("*.json"))

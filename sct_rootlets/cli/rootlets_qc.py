@@ -3,6 +3,7 @@
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 from sct_rootlets.cli.common import add_common_arguments, add_qc_arguments, run_command
 
@@ -25,11 +26,14 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, argv) -> None:
+    from sct_rootlets.io.outputs import sidecar_path
     from sct_rootlets.qc.report import rootlets_qc
+    from sct_rootlets.quality.record import read_quality
 
     entries = rootlets_qc(args.qc, args.i, args.s, cord_path=args.cord, levels_csv=args.levels,
                           command="sct_rootlets_qc", cmdline=shlex.join(["sct_rootlets_qc", *argv]),
-                          dataset=args.qc_dataset, subject=args.qc_subject)
+                          dataset=args.qc_dataset, subject=args.qc_subject,
+                          quality=read_quality(sidecar_path(Path(args.s))))  # the prediction's score, if it has one
     for entry in entries:
         print(f"QC entry: {entry}")
 
