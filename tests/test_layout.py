@@ -73,7 +73,7 @@ def test_the_layer_contract_holds(tmp_path):
     contracts = configparser.ConfigParser()
     contracts.read(REPOSITORY / ".importlinter")
     layers = contracts["importlinter:contract:stages"]["layers"].split()
-    for stage in ("io", "store", "inference", "anatomy", "qc", "segment", "cli"):
+    for stage in ("io", "store", "inference", "anatomy", "quality", "qc", "segment", "cli"):
         assert f"sct_rootlets.{stage}" in layers
 
 
