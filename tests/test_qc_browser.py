@@ -63,11 +63,17 @@ def _severe_console_messages(driver):
 
 
 def test_viewer_lists_navigates_marks_and_exports(browser, report, tmp_path):
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     browser.get((report / "index.html").as_uri())
-    assert len(_rows(browser)) == 50
+    try:  # the list is built by the page's script: waited for, not assumed done when the page has loaded
+        WebDriverWait(browser, 30).until(lambda _: len(_rows(browser)) == 50)
+    except TimeoutException:
+        pytest.fail(f"{len(_rows(browser))} rows instead of 50; filters: "
+                    f"{browser.find_element('id', 'text-filter').get_attribute('value')!r}; "
+                    f"console: {_severe_console_messages(browser)}")
     notes = [row.find_elements("tag name", "td")[9].text for row in _rows(browser)]
     assert notes == [""] * 7 + [NOTE] + [""] * 42
     body = browser.find_element("tag name", "body")
