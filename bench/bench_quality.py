@@ -23,6 +23,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from sct_rootlets.anatomy.level_names import spinal_level_name
+from sct_rootlets.qc.metrics import dice
 from sct_rootlets.quality.record import read_quality
 from sct_rootlets.synthetic.degrade import DEGRADATIONS, degrade_case, degraded_name
 
@@ -57,8 +58,7 @@ def make_dataset(work: Path, count: int, seed: int) -> list:
 def dice_per_level(truth: np.ndarray, prediction: np.ndarray) -> dict:
     """Dice of each level in the truth or the prediction (a level in only one of them: 0)."""
     levels = sorted((set(np.unique(truth)) | set(np.unique(prediction))) - {0})
-    return {int(level): float(2 * np.sum((truth == level) & (prediction == level))
-                              / (np.sum(truth == level) + np.sum(prediction == level))) for level in levels}
+    return {int(level): dice(truth == level, prediction == level) for level in levels}
 
 
 def worst_quarter_overlap(score: np.ndarray, dice: np.ndarray) -> tuple:

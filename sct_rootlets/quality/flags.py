@@ -16,6 +16,7 @@ from typing import Optional
 
 import numpy as np
 
+from sct_rootlets.anatomy.centerline import AxialFrame
 from sct_rootlets.anatomy.level_names import spinal_level_name
 from sct_rootlets.quality.record import Flag
 
@@ -48,11 +49,6 @@ class _Voxels:
         flat = np.flatnonzero(volume)  # faster than a 3D nonzero
         index = np.asarray(np.unravel_index(flat, volume.shape))
         return cls(index, volume.reshape(-1)[flat], affine[:3, :3] @ index + affine[:3, 3:4])
-
-
-def _superior_axis(affine: np.ndarray) -> int:
-    """The voxel axis closest to superior-inferior."""
-    return int(np.argmax(np.abs(affine[2, :3]) / np.linalg.norm(affine[:3, :3], axis=0)))
 
 
 def missing_levels(present: list) -> list:
@@ -159,13 +155,14 @@ def anatomical_flags(labels: np.ndarray, affine: np.ndarray, cord: Optional[np.n
     values, voxel_counts = np.unique(labelled.values, return_counts=True)
     present = [int(v) for v in values]
     counts = dict(zip(present, (int(c) for c in voxel_counts)))
-    axis = _superior_axis(affine)
+    frame = AxialFrame.of(affine, labels.shape)
+    axis = frame.axis
     cord_voxels = _Voxels.of(np.ascontiguousarray(cord > 0), affine) if cord is not None else None
     cord_slices = (_CordSlices.of(cord_voxels, labels.shape[axis], axis, affine)
                    if cord_voxels is not None and cord_voxels.values.size else None)
     if cord_slices is not None:
         flags += far_from_cord(labelled, cord_slices, axis)
-        flags += few_levels(present, cord_slices, float(np.linalg.norm(affine[:3, axis])))
+        flags += few_levels(present, cord_slices, frame.thickness_mm)
     flags += missing_levels(present)
     flags += levels_out_of_order(present, labelled)
     flags += size_outliers(present, counts, labelled, labels.shape, axis)

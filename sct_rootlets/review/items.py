@@ -18,6 +18,7 @@ from typing import Optional
 
 from sct_rootlets.errors import RootletsError
 from sct_rootlets.io import bids
+from sct_rootlets.io.outputs import sidecar_path
 from sct_rootlets.quality.record import Quality, read_quality
 
 CORRECTION_SUFFIX = "_label-rootlets_dseg"
@@ -82,11 +83,6 @@ class ReviewFolders:
         return {"data": self.data, "pred": self.pred, "out": self.out}
 
 
-def sidecar_of(label_map: Path) -> Path:
-    """The JSON sidecar beside a label map."""
-    return label_map.with_name(label_map.name.replace(".nii.gz", ".json"))
-
-
 @dataclass(frozen=True)
 class ReviewItem:
     """One image to review. `prediction` is never written; `correction` may not exist yet. `quality`: the
@@ -108,13 +104,13 @@ class ReviewItem:
 
     @property
     def correction_sidecar(self) -> Path:
-        return sidecar_of(self.correction)
+        return sidecar_path(self.correction)
 
     @property
     def prediction_sidecar(self) -> Optional[Path]:
         if self.prediction is None:
             return None
-        sidecar = sidecar_of(self.prediction)
+        sidecar = sidecar_path(self.prediction)
         return sidecar if sidecar.is_file() else None
 
     def labels_path(self) -> Optional[Path]:
@@ -137,7 +133,7 @@ def item_for(image: bids.BidsImage, folders: ReviewFolders) -> ReviewItem:
                              exclude=correction.resolve())
     cord = image.labels.get("cord") or _first_file(folders.pred_labels / image.relative_folder, image.stem,
                                                     CORD_SUFFIXES)
-    quality = read_quality(sidecar_of(prediction)) if prediction else None
+    quality = read_quality(sidecar_path(prediction)) if prediction else None
     return ReviewItem(image=image, prediction=prediction, correction=correction, cord=cord, quality=quality)
 
 
